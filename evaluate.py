@@ -1,0 +1,77 @@
+"""Accuracy reports of trained models on a FER-2013 split.
+
+    python evaluate.py --model acnn_alstm [dnn ...] [--data PATH] [--split PrivateTest] [--tta] [--json]
+    python evaluate.py --checkpoint DIR [DIR ...]
+
+For each model: accuracy, per-class precision/recall/F1, macro averages and
+the confusion matrix, printed as a table and saved beside the checkpoint as
+eval_<split>.json and confusion_<split>.png (with --tta also *_tta.*).
+Several models print one comparison table.  --json prints the report as JSON
+on stdout instead (a list when several models are given).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+from fer import checkpoints, cli, data, metrics
+from fer.faces import SPLITS
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--model", nargs="+", metavar="NAME", help="model name(s), meaning checkpoints/NAME")
+    who.add_argument("--checkpoint", nargs="+", metavar="DIR", help="checkpoint folder(s) written by train.py")
+    parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or any FER-2013 download (default: %(default)s)")
+    parser.add_argument("--split", default="PrivateTest", choices=SPLITS, help="(default: %(default)s)")
+    parser.add_argument("--tta", action="store_true", help="also report test-time augmentation (10 mirrored and shifted views)")
+    parser.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    args = parser.parse_args()
+
+    folders = args.checkpoint or [checkpoints.resolve(model=m) for m in args.model]
+    classifiers = [checkpoints.Classifier(f) for f in folders]  # fail on a bad folder before reading data
+    splits = data.load(args.data, splits=(args.split,)).splits
+    if args.split not in splits:
+        raise cli.UserError(f"{args.data}: no {args.split} split (it has {', '.join(splits)})")
+    images, labels = splits[args.split]
+    log = sys.stderr if args.json else sys.stdout
+
+    reports = []
+    for classifier in classifiers:
+        print(f"{classifier.name}: {classifier.path} on {args.split} ({len(labels)} faces)", file=log)
+        report = {"model": classifier.name, "checkpoint": classifier.path, "split": args.split}
+        start = time.perf_counter()
+        probabilities = classifier.predict(images, args.batch_size)
+        seconds = time.perf_counter() - start
+        report.update(metrics.classification_report(labels, probabilities.argmax(1)))
+        report["faces_per_s"] = round(len(labels) / seconds, 1)
+        variants = [("", report)]
+        if args.tta:
+            tta = metrics.classification_report(labels, classifier.predict(images, args.batch_size, tta=True).argmax(1))
+            report["tta"] = tta
+            variants.append(("_tta", tta))
+        for suffix, r in variants:
+            stem = os.path.join(classifier.folder, f"eval_{args.split}{suffix}")
+            checkpoints.write_json(stem + ".json", {**report, **r} if suffix else report)
+            metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
+                                      f"accuracy {r['accuracy']:.4f}", stem + ".png")
+            if not args.json:
+                print(f"\n{classifier.name}{' with TTA' if suffix else ''}\n{metrics.format_report(r)}")
+        print(f"saved {os.path.join(classifier.folder, f'eval_{args.split}')}.json and .png", file=log)
+        reports.append(report)
+
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    elif len(reports) > 1:
+        print(f"\n{'model':<12}{'accuracy':>10}{'macro F1':>10}" + (f"{'TTA acc':>10}{'TTA F1':>10}" if args.tta else "")
+              + "  checkpoint")
+        for r in reports:
+            tta = f"{r['tta']['accuracy']:>10.4f}{r['tta']['macro']['f1']:>10.4f}" if args.tta else ""
+            print(f"{r['model']:<12}{r['accuracy']:>10.4f}{r['macro']['f1']:>10.4f}{tta}  {r['checkpoint']}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,41 @@
+"""Training-time augmentation, inside the graph so it runs in TensorFlow's thread pool.
+
+  augmented = augment(images)    float32 (N, 48, 48, 1) -> same shape
+
+Each face gets its own random horizontal flip, rotation (+-10 degrees),
+scale (0.9-1.1) and shift (+-4 px), applied as one projective warp with
+reflected borders: a single op for the whole batch, so augmentation costs a
+small fraction of a training step (benchmarks/bench_train.py measures it).
+"""
+import math
+
+from fer.cli import quiet_tensorflow
+
+tf = quiet_tensorflow()
+
+
+def augment(images, max_degrees=10.0, max_scale=0.1, max_shift=4.0, seed=None):
+    n = tf.shape(images)[0]
+    size = float(images.shape[1])
+    centre = (size - 1.0) / 2.0
+
+    def uniform(low, high, s):
+        return tf.random.uniform([n], low, high, seed=None if seed is None else seed + s)
+
+    angle = uniform(-max_degrees, max_degrees, 0) * (math.pi / 180.0)
+    scale = uniform(1.0 - max_scale, 1.0 + max_scale, 1)
+    flip = tf.where(uniform(0.0, 1.0, 2) < 0.5, -tf.ones([n]), tf.ones([n]))
+    tx, ty = uniform(-max_shift, max_shift, 3), uniform(-max_shift, max_shift, 4)
+    # The warp maps each output pixel (x, y) to the input pixel it samples:
+    # input = M (output - centre) + centre + shift, M = rotation / scale with x mirrored.
+    a0, a1 = flip * tf.cos(angle) / scale, -tf.sin(angle) / scale
+    b0, b1 = flip * tf.sin(angle) / scale, tf.cos(angle) / scale
+    a2 = centre - (a0 + a1) * centre + tx
+    b2 = centre - (b0 + b1) * centre + ty
+    zeros = tf.zeros([n])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=images.shape[1:3].as_list(),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
+    warped.set_shape(images.shape)
+    return warped

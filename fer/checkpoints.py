@@ -1,0 +1,131 @@
+"""What train.py saves beside its weights, and the one loader that evaluate and predict use.
+
+A checkpoint folder holds
+  config.json     {"model", "hparams", "settings"}: enough to rebuild the graph
+  best/           Saver checkpoint of the model variables with the best PublicTest accuracy
+  last/           Saver checkpoint of everything (optimizer state too), for resuming
+  state.json      training progress (epoch, best accuracy) at the last finished epoch
+  log.csv, curves.png, events.out.tfevents.*   per-epoch log, plot and TensorBoard summaries
+
+  folder = resolve(checkpoint=None, model=None)       --checkpoint DIR or checkpoints/NAME
+  graph = build(config, augmentation=False)           placeholders + inference, in the current graph
+  classifier = Classifier(folder)                     restored model; .predict(faces) -> probabilities
+"""
+import json
+import os
+from types import SimpleNamespace
+
+import numpy as np
+
+import models
+from fer.augment import augment as augment_images
+from fer.cli import UserError, quiet_tensorflow
+from fer.faces import IMAGE_SIZE, to_model_input, tta_views
+
+tf = quiet_tensorflow()
+
+CONFIG = "config.json"
+CHECKPOINT_ROOT = "checkpoints"
+
+
+def resolve(checkpoint=None, model=None):
+    """--checkpoint DIR, or --model NAME meaning checkpoints/NAME -> folder path."""
+    return checkpoint if checkpoint else os.path.join(CHECKPOINT_ROOT, model)
+
+
+def write_json(path, obj):
+    """Atomic JSON write: a temporary file renamed into place."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_config(folder):
+    path = os.path.join(folder, CONFIG)
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file; {folder} is not a checkpoint folder written by train.py "
+                        "(train one with: python train.py --model NAME)")
+    try:
+        config = read_json(path)
+        models.get(config["model"])
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not a valid checkpoint config ({e})") from None
+    return config
+
+
+def build(config, augmentation=False):
+    """Placeholders and the model of `config` in the default graph.
+
+    Returns a namespace: images float32 (N, 48, 48, 1) placeholder, labels int32 (N,)
+    placeholder, is_training and augment bool placeholders (default False),
+    logits (N, 7), probabilities (N, 7), end_points, and model_variables
+    (exactly the variables the model created, which is what best/ saves).
+    """
+    images = tf.placeholder(tf.float32, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
+    labels = tf.placeholder(tf.int32, [None], name="labels")
+    is_training = tf.placeholder_with_default(False, [], name="is_training")
+    augment = tf.placeholder_with_default(False, [], name="augment")
+    inputs = tf.cond(augment, lambda: augment_images(images), lambda: images) if augmentation else images
+    before = set(tf.global_variables())
+    logits, end_points = models.inference(config["model"], inputs, is_training, **config["hparams"])
+    model_variables = [v for v in tf.global_variables() if v not in before]
+    return SimpleNamespace(images=images, labels=labels, is_training=is_training, augment=augment,
+                           logits=logits, probabilities=tf.nn.softmax(logits), end_points=end_points,
+                           model_variables=model_variables)
+
+
+def latest(folder, which):
+    """Path prefix of the newest checkpoint in folder/which, or None."""
+    sub = os.path.join(folder, which)
+    return tf.train.latest_checkpoint(sub) if os.path.isdir(sub) else None
+
+
+class Classifier:
+    """A trained model restored from a checkpoint folder, in a graph and session of its own.
+
+    predict(faces uint8 (N, 48, 48, 1)) -> probabilities float32 (N, 7)
+    predict(faces, extra=("local_attention",)) -> probabilities, {name: array}
+    predict(faces, tta=True) -> probabilities averaged over test-time augmented views
+    """
+
+    def __init__(self, folder, which="best"):
+        self.folder = folder
+        self.config = read_config(folder)
+        self.name = self.config["model"]
+        self.path = latest(folder, which) or latest(folder, "last")
+        if self.path is None:
+            raise UserError(f"{folder}: no saved weights in {which}/ or last/; has training run yet?")
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.tensors = build(self.config)
+            saver = tf.train.Saver(self.tensors.model_variables)
+            self.session = tf.Session(graph=self.graph)
+            try:
+                saver.restore(self.session, self.path)
+            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+                raise UserError(f"{self.path}: checkpoint does not match {CONFIG} ({e.message.splitlines()[0]})") from None
+        self.graph.finalize()
+
+    def predict(self, faces, batch_size=256, extra=(), tta=False):
+        if tta:  # average probabilities over mirrored and shifted views (fer.faces.tta_views)
+            return np.mean([self.predict(v, batch_size) for v in tta_views(faces)], axis=0)
+        fetches = [self.tensors.probabilities] + [self.tensors.end_points[k] for k in extra]
+        outputs = [[] for _ in fetches]
+        for start in range(0, len(faces), batch_size):
+            feed = {self.tensors.images: to_model_input(faces[start:start + batch_size])}
+            for out, value in zip(outputs, self.session.run(fetches, feed)):
+                out.append(value)
+        if len(faces) == 0:
+            outputs = [[np.zeros((0,) + tuple(t.shape[1:]), np.float32)] for t in fetches]
+        arrays = [np.concatenate(o) for o in outputs]
+        return (arrays[0], dict(zip(extra, arrays[1:]))) if extra else arrays[0]
+
+    def close(self):
+        self.session.close()

@@ -1,0 +1,325 @@
+"""Reading FER-2013 in every layout users download, and the .npz cache.
+
+  load(path, skip_bad=False, seed=0) -> Loaded
+      path: fer2013.csv (plain or .gz), Kaggle's fer2013.tar.gz (or a .zip
+      holding a CSV), icml_face_data.csv, the newer competition's train.csv
+      (no Usage column), an image-folder copy (train/<emotion>/*.jpg, test/...),
+      or a cache written by save_cache().
+  save_cache(path, splits)    atomic write of the .npz cache
+  class_count_table(splits)   printable class counts per split
+
+Loaded.splits maps split name -> (images uint8 (N, 48, 48, 1), labels int64 (N,)).
+Bad input raises DataError, whose message names the file, the line (or the
+image) and what is wrong; with skip_bad=True bad rows are collected in
+Loaded.skipped instead.
+"""
+import io
+import os
+import tarfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer.cli import UserError
+from fer.faces import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS, face_to_48, one_hot
+from fer.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
+
+FORMATS = ("fer2013.csv[.gz], fer2013.tar.gz, icml_face_data.csv, train.csv, "
+           "an image folder with train/<emotion>/ and test/<emotion>/, or a .npz cache")
+
+
+class DataError(UserError):
+    def __init__(self, path, where, what):
+        super().__init__(f"{path}{':' + where if where else ''}: {what}")
+
+
+@dataclass
+class Loaded:
+    splits: dict                                   # split -> (images, labels)
+    skipped: list = field(default_factory=list)    # (where, what) of rows left out by skip_bad
+    notes: list = field(default_factory=list)      # things the user should know (a carved split, ...)
+
+
+def load(path, skip_bad=False, seed=0, splits=SPLITS):
+    """Read FER-2013 from any supported layout; see the module docstring. Only `splits` are kept
+    (a cache does not even read the others: train.py never touches PrivateTest)."""
+    loaded = _load(os.fspath(path), skip_bad, seed, splits)
+    loaded.splits = {s: v for s, v in loaded.splits.items() if s in splits}
+    return loaded
+
+
+def _load(path, skip_bad, seed, splits):
+    if not os.path.exists(path):
+        raise DataError(path, None, f"no such file or folder; expected {FORMATS}")
+    if os.path.isdir(path):
+        return _read_image_folder(path, skip_bad, seed)
+    if path.endswith(".npz"):
+        return Loaded(load_cache(path, splits))
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if path.endswith((".tar.gz", ".tgz", ".tar")) or (magic[:2] == b"\x1f\x8b" and tarfile.is_tarfile(path)):
+        return _read_tar(path, skip_bad, seed)
+    if magic[:4] == b"PK\x03\x04":
+        return _read_zip(path, skip_bad, seed)
+    if magic[:2] == b"\x1f\x8b":
+        from isal import igzip  # gzip at about 3x the speed of the standard library
+        with igzip.open(path, "rb") as f:
+            return _read_csv(f, path, skip_bad, seed)
+    with open(path, "rb") as f:
+        return _read_csv(f, path, skip_bad, seed)
+
+
+def _pick_csv(names, path):
+    csvs = [n for n in names if n.lower().endswith(".csv")]
+    known = [n for n in csvs if os.path.basename(n).lower() in ("fer2013.csv", "icml_face_data.csv", "train.csv")]
+    if not (known or csvs):
+        raise DataError(path, None, f"archive holds no .csv file; expected {FORMATS}")
+    return (known or csvs)[0]
+
+
+def _read_tar(path, skip_bad, seed):
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            member = _pick_csv([m.name for m in tar.getmembers() if m.isfile()], path)
+            with tar.extractfile(member) as f:
+                return _read_csv(io.BufferedReader(f), f"{path}/{member}", skip_bad, seed)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataError(path, None, f"cannot read tar archive ({e}); download it again") from None
+
+
+def _read_zip(path, skip_bad, seed):
+    try:
+        with zipfile.ZipFile(path) as z:
+            member = _pick_csv(z.namelist(), path)
+            with z.open(member) as f:
+                return _read_csv(io.BufferedReader(f), f"{path}/{member}", skip_bad, seed)
+    except (zipfile.BadZipFile, EOFError, OSError) as e:
+        raise DataError(path, None, f"cannot read zip archive ({e}); download it again") from None
+
+
+class _BadRow(Exception):
+    pass
+
+
+def _parse_pixels(text):
+    """b'p0 p1 ... p2303' -> uint8 (2304,); raises _BadRow saying what is wrong."""
+    text = text.strip(b' "')
+    # Fast path: np.fromstring parses in C; a clean row has exactly 2303 single spaces.
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older NumPy only warns on unparsable text
+            values = np.fromstring(text, dtype=np.int32, sep=" ")
+    except ValueError:  # NumPy >= 2.3: "could not be read to its end"
+        values = np.zeros(0, np.int32)
+    if values.size != NUM_PIXELS or text.count(b" ") != NUM_PIXELS - 1:
+        tokens = text.split()
+        for i, token in enumerate(tokens):
+            if not token.lstrip(b"-").isdigit():
+                raise _BadRow(f"pixel {i} is {token.decode(errors='replace')!r}, not an integer")
+        if len(tokens) != NUM_PIXELS:
+            raise _BadRow(f"{len(tokens)} pixels, expected {NUM_PIXELS} ({IMAGE_SIZE}x{IMAGE_SIZE})")
+        values = np.array([int(t) for t in tokens], dtype=np.int32)
+    bad = np.flatnonzero((values < 0) | (values > 255))
+    if bad.size:
+        raise _BadRow(f"pixel {bad[0]} is {values[bad[0]]}, outside 0..255")
+    return values.astype(np.uint8)
+
+
+def _parse_label(text):
+    text = text.strip(b' "')
+    if not text.isdigit() or int(text) >= NUM_CLASSES:
+        raise _BadRow(f"emotion {text.decode(errors='replace')!r} is not a label 0..{NUM_CLASSES - 1}")
+    return int(text)
+
+
+def _parse_usage(text):
+    usage = text.strip(b' "').decode(errors="replace")
+    if usage not in SPLITS:
+        raise _BadRow(f"unknown Usage {usage!r}; expected one of {', '.join(SPLITS)}")
+    return SPLITS.index(usage)
+
+
+def _read_csv(stream, name, skip_bad, seed):
+    """Binary line stream of a FER-2013 CSV -> Loaded. Line numbers count the header as line 1."""
+    header = stream.readline()
+    if not header.strip():
+        raise DataError(name, None, "file is empty; expected a FER-2013 CSV with columns emotion,pixels[,Usage]")
+    try:
+        columns = [c.strip().strip('"').strip().lower() for c in header.decode("utf-8-sig").strip().split(",")]
+    except UnicodeDecodeError:
+        raise DataError(name, "line 1", "not a CSV file (binary data); expected columns emotion,pixels[,Usage]") from None
+    missing = [c for c in ("emotion", "pixels") if c not in columns]
+    if missing:
+        raise DataError(name, "line 1", f"missing column(s) {', '.join(missing)} (found {', '.join(columns) or 'none'}); "
+                        "expected a FER-2013 CSV with columns emotion,pixels[,Usage]")
+    i_label, i_pixels = columns.index("emotion"), columns.index("pixels")
+    i_usage = columns.index("usage") if "usage" in columns else None
+
+    pixels = np.empty((4096, NUM_PIXELS), np.uint8)
+    labels, usages, skipped = [], [], []
+    n = 0
+    for lineno, line in enumerate(stream, start=2):
+        if not line.strip():
+            continue
+        try:
+            fields = line.rstrip(b"\r\n").split(b",")
+            if len(fields) != len(columns):
+                raise _BadRow(f"{len(fields)} comma-separated fields, expected {len(columns)} ({','.join(columns)})")
+            label = _parse_label(fields[i_label])
+            usage = _parse_usage(fields[i_usage]) if i_usage is not None else 0
+            row = _parse_pixels(fields[i_pixels])
+        except _BadRow as e:
+            if not skip_bad:
+                raise DataError(name, f"line {lineno}", f"{e} (use --skip-bad to leave such rows out)") from None
+            skipped.append((f"line {lineno}", str(e)))
+            continue
+        if n == len(pixels):
+            pixels = np.concatenate([pixels, np.empty_like(pixels)])
+        pixels[n] = row
+        labels.append(label)
+        usages.append(usage)
+        n += 1
+    if n == 0:
+        raise DataError(name, None, "no usable rows" if skipped else "header but no data rows")
+
+    images = pixels[:n].reshape(n, IMAGE_SIZE, IMAGE_SIZE, 1)
+    labels, usages = np.array(labels, np.int64), np.array(usages)
+    splits = {s: (images[usages == i], labels[usages == i]) for i, s in enumerate(SPLITS) if (usages == i).any()}
+    loaded = Loaded(splits, skipped)
+    if i_usage is None:
+        _carve_validation(loaded, seed, f"{name} has no Usage column")
+    return loaded
+
+
+def _stratified_pick(labels, n, rng):
+    """Indices of n rows of `labels`, each class in proportion to its share (largest remainders)."""
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    want = counts * n / counts.sum()
+    take = np.floor(want).astype(int)
+    take[np.argsort(take - want)[: n - take.sum()]] += 1
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), take[c], replace=False) for c in range(NUM_CLASSES)])
+
+
+def _split_off(loaded, source, target, n, rng):
+    images, labels = loaded.splits[source]
+    picked = np.zeros(len(labels), bool)
+    picked[_stratified_pick(labels, n, rng)] = True
+    loaded.splits[target] = (images[picked], labels[picked])
+    loaded.splits[source] = (images[~picked], labels[~picked])
+
+
+def _carve_validation(loaded, seed, why):
+    """No PublicTest given: carve a stratified, seeded, PublicTest-sized one out of Training."""
+    n = min(3589, len(loaded.splits["Training"][1]) // 8)
+    _split_off(loaded, "Training", "PublicTest", n, np.random.default_rng(seed))
+    loaded.notes.append(f"{why}: carved a stratified validation split of {n} rows (seed {seed}) "
+                        "out of Training as PublicTest")
+
+
+def _read_image_folder(root, skip_bad, seed):
+    """root/train/<emotion>/*.jpg and root/test/<emotion>/*.jpg (folder names in any case) -> Loaded.
+
+    test/ is FER-2013's PublicTest and PrivateTest together; files named
+    PublicTest_*/PrivateTest_* (as in the common Kaggle copy) go to their own
+    split, any others are halved, stratified and seeded, between the two.
+    """
+    subdirs = {d.lower(): d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))}
+    if "train" not in subdirs:
+        raise DataError(root, None, f"folder has no train/ subfolder; expected {FORMATS}")
+    images = {s: [] for s in SPLITS}
+    labels = {s: [] for s in SPLITS}
+    unassigned = ([], [])
+    skipped = []
+    for part in ("train", "test"):
+        if part not in subdirs:
+            continue
+        part_dir = os.path.join(root, subdirs[part])
+        for emotion_dir in sorted(os.listdir(part_dir)):
+            full = os.path.join(part_dir, emotion_dir)
+            if not os.path.isdir(full):
+                continue
+            if emotion_dir.lower() not in EMOTIONS:
+                raise DataError(full, None, f"unknown emotion folder {emotion_dir!r}; expected one of {', '.join(EMOTIONS)}")
+            label = EMOTIONS.index(emotion_dir.lower())
+            for fname in sorted(os.listdir(full)):
+                if not fname.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                fpath = os.path.join(full, fname)
+                try:
+                    gray = read_gray(fpath)
+                except PhotoError as e:
+                    if not skip_bad:
+                        raise DataError(fpath, None, f"cannot read image: {e}; use --skip-bad to leave such images out") from None
+                    skipped.append((fpath, f"cannot read image: {e}"))
+                    continue
+                face = face_to_48(gray)
+                split = "Training" if part == "train" else next((s for s in SPLITS[1:] if fname.startswith(s)), None)
+                dest = (images[split], labels[split]) if split else unassigned
+                dest[0].append(face)
+                dest[1].append(label)
+    loaded = Loaded({}, skipped)
+    for s in SPLITS:
+        if labels[s]:
+            loaded.splits[s] = (np.stack(images[s])[..., None], np.array(labels[s], np.int64))
+    if not loaded.splits.get("Training"):
+        raise DataError(root, None, "no readable images under train/<emotion>/")
+    if unassigned[1]:
+        test = (np.stack(unassigned[0])[..., None], np.array(unassigned[1], np.int64))
+        if "PublicTest" in loaded.splits or "PrivateTest" in loaded.splits:
+            raise DataError(root, None, "test/ mixes files named PublicTest_*/PrivateTest_* with others; "
+                            "cannot tell which split the others belong to")
+        loaded.splits["PrivateTest"] = test
+        _split_off(loaded, "PrivateTest", "PublicTest", len(test[1]) // 2, np.random.default_rng(seed))
+        loaded.notes.append(f"test/ split in halves, stratified (seed {seed}): PublicTest for validation, PrivateTest for reporting")
+    elif "test" not in subdirs:
+        _carve_validation(loaded, seed, f"{root} has no test/ folder")
+    return loaded
+
+
+def save_cache(path, splits):
+    """Write `splits` as <Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot uint8 (N, 7).
+
+    Written to a temporary file beside `path` and renamed into place, so an
+    interrupted run never leaves a half-written cache.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    arrays = {}
+    for s, (images, labels) in splits.items():
+        arrays[f"{s}_images"] = images
+        arrays[f"{s}_labels"] = one_hot(labels)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_cache(path, splits=SPLITS):
+    """Cache written by save_cache -> {split: (images uint8 (N, 48, 48, 1), labels int64 (N,))} for `splits`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not any(f"{s}_images" in z.files for s in SPLITS):
+                raise DataError(path, None, "cache holds no split; run preprocess.py again")
+            splits = {s: (z[f"{s}_images"], z[f"{s}_labels"].argmax(1)) for s in splits if f"{s}_images" in z.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise DataError(path, None, f"not a readable cache ({e}); run preprocess.py again") from None
+    for s, (images, _) in splits.items():
+        if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
+            raise DataError(path, None, f"{s}_images has {images.dtype} {images.shape}, expected uint8 (N, 48, 48, 1)")
+    return splits
+
+
+def class_count_table(splits):
+    """Printable table: one row per split, one column per emotion, and the total."""
+    head = f"{'split':<12}" + "".join(f"{e:>9}" for e in EMOTIONS) + f"{'total':>9}"
+    rows = [head]
+    for s, (_, labels) in splits.items():
+        counts = np.bincount(labels, minlength=NUM_CLASSES)
+        rows.append(f"{s:<12}" + "".join(f"{c:>9}" for c in counts) + f"{len(labels):>9}")
+    return "\n".join(rows)

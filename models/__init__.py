@@ -1,0 +1,55 @@
+"""The models, by name, and the loss they share.
+
+  logits, end_points = models.inference(name, images, is_training, **hparams)
+  loss = models.loss(logits, labels, label_smoothing)
+  hparams = models.default_hparams(name)
+
+images: float32 (N, 48, 48, 1) from fer.faces.to_model_input; is_training: a
+bool tensor; logits: (N, 7), unscaled (softmax is applied in the loss and at
+prediction time).  Model functions read nothing but their arguments.
+"""
+import functools
+import inspect
+
+from models import acnn_alstm, dnn
+from models.layers import tf
+
+MODELS = {
+    "dnn": dnn.inference,
+    "acnn_alstm": acnn_alstm.inference,
+    "cnn_lstm": functools.partial(acnn_alstm.inference, local_attention=False, global_attention=False),
+    "cnn_alstm": functools.partial(acnn_alstm.inference, local_attention=False, global_attention=True),
+}
+
+
+def get(name):
+    """Model function for `name`; ValueError listing the known names otherwise."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def default_hparams(name):
+    """The keyword defaults of the model function: its hyperparameters, as saved beside checkpoints."""
+    params = inspect.signature(get(name)).parameters
+    return {k: p.default for k, p in params.items()
+            if p.default is not inspect.Parameter.empty and k not in ("num_classes", "local_attention", "global_attention")}
+
+
+def inference(name, images, is_training, **hparams):
+    """Build model `name` on images (N, 48, 48, 1) -> logits (N, 7), end_points."""
+    return get(name)(images, is_training, **hparams)
+
+
+def loss(logits, labels, label_smoothing=0.0):
+    """Mean softmax cross-entropy against int labels (N,), plus the weight-decay terms the layers registered.
+
+    Softmax is applied here, not in the model, because the fused op is
+    numerically stable where log(softmax) is not.
+    """
+    targets = tf.one_hot(labels, logits.shape[-1])
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / float(logits.shape[-1])
+    cross_entropy = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))
+    regularization = tf.add_n(tf.get_collection(tf.GraphKeys.REGULARIZATION_LOSSES) or [tf.constant(0.0)])
+    return cross_entropy + regularization, cross_entropy

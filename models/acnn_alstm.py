@@ -1,0 +1,60 @@
+"""ACNN-ALSTM (Ye, Hu and Liu, Computational Intelligence and Neuroscience 2022, 7450637) and its ablations.
+
+  logits, end_points = inference(images, is_training, local_attention=True, global_attention=True, ...)
+
+images: float32 (N, 48, 48, 1) from fer.faces.to_model_input; logits (N, 7).
+The five parts, each in its own variable scope:
+  cnn               8 conv layers (32-32, 64-64, 128-128, 256-256, batch norm,
+                    ReLU, max-pool after the first three pairs) -> a 6x6 grid
+                    of 36 local feature vectors (N, 36, 256)
+  local_attention   one score per local feature from its correlation with a
+                    learned query, softmax over the 36 positions; features are
+                    reweighted by 36 * weight (mean weight 1, so their scale is kept)
+  lstm              an LSTM reading the 36 local features in row-major order
+  global_attention  scores of the 36 hidden states against a learned query,
+                    softmax over time, context = weighted sum of hidden states
+  logits            dropout, then a linear layer on the context
+The ablations drop attention layers: cnn_alstm has global attention only,
+cnn_lstm has neither and classifies the LSTM's last hidden state.
+end_points: 'local_features' (N, 36, 256), 'lstm_states' (N, 36, lstm_units),
+and, where present, 'local_attention' and 'global_attention' weights (N, 36).
+"""
+from models import layers
+from models.layers import tf
+
+CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
+
+
+def inference(images, is_training, num_classes=7, local_attention=True, global_attention=True,
+              lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4):
+    """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict."""
+    end_points = {}
+    x = images
+    with tf.variable_scope("cnn"):
+        n = 0
+        for block, widths in enumerate(CNN_BLOCKS):
+            for width in widths:
+                n += 1
+                x = layers.conv2d(x, width, 3, f"conv{n}", weight_decay, is_training)
+            if block < len(CNN_BLOCKS) - 1:
+                x = layers.max_pool(x)                      # 48 -> 24 -> 12 -> 6
+    grid = x.shape[1] * x.shape[2]
+    local = tf.reshape(x, [-1, grid, x.shape[3]])           # (N, 36, 256), row-major grid positions
+    end_points["local_features"] = local
+
+    if local_attention:
+        weights = layers.attention(local, attention_units, "local_attention")
+        end_points["local_attention"] = weights
+        local = local * (float(grid) * weights)[..., None]
+
+    states = layers.lstm(local, lstm_units, "lstm", weight_decay)   # (N, 36, lstm_units)
+    end_points["lstm_states"] = states
+
+    if global_attention:
+        weights = layers.attention(states, attention_units, "global_attention")
+        end_points["global_attention"] = weights
+        summary = tf.reduce_sum(states * weights[..., None], axis=1)
+    else:
+        summary = states[:, -1]
+    logits = layers.dense(layers.dropout(summary, dropout, is_training), num_classes, "logits")
+    return logits, end_points

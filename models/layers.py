@@ -1,0 +1,117 @@
+"""Layers from plain tf.nn ops and get_variable (no Keras, no tf.layers).
+
+Every layer opens its own variable_scope, so variable names are stable:
+<scope>/weights, <scope>/biases, <scope>/bn/{gamma,beta,moving_mean,moving_variance}.
+Weight decay is attached as a get_variable regularizer, and models.loss()
+collects it from tf.GraphKeys.REGULARIZATION_LOSSES.
+"""
+from fer.cli import quiet_tensorflow
+
+tf = quiet_tensorflow()
+
+
+def _weights(shape, weight_decay, fan_in_gain=2.0):
+    # He initialisation for ReLU layers (gain 2), Glorot-like for linear ones (gain 1).
+    return tf.get_variable("weights", shape, initializer=tf.variance_scaling_initializer(fan_in_gain),
+                           regularizer=(lambda w: weight_decay * tf.nn.l2_loss(w)) if weight_decay else None)
+
+
+def _biases(n, value=0.0):
+    return tf.get_variable("biases", [n], initializer=tf.constant_initializer(value))
+
+
+def batch_norm(x, is_training, decay=0.99, epsilon=1e-3):
+    """Batch normalisation of the last axis of x (N, H, W, C) or (N, C).
+
+    Training uses batch statistics and updates the moving averages (the update
+    runs whenever the output is computed, so no UPDATE_OPS bookkeeping);
+    inference uses the moving averages.
+    """
+    with tf.variable_scope("bn"):
+        c = x.shape[-1]
+        gamma = tf.get_variable("gamma", [c], initializer=tf.ones_initializer())
+        beta = tf.get_variable("beta", [c], initializer=tf.zeros_initializer())
+        moving_mean = tf.get_variable("moving_mean", [c], initializer=tf.zeros_initializer(), trainable=False)
+        moving_var = tf.get_variable("moving_variance", [c], initializer=tf.ones_initializer(), trainable=False)
+        axes = list(range(x.shape.ndims - 1))
+
+        def train():
+            mean, var = tf.nn.moments(x, axes)
+            updates = [tf.assign_sub(moving_mean, (1 - decay) * (moving_mean - mean)),
+                       tf.assign_sub(moving_var, (1 - decay) * (moving_var - var))]
+            with tf.control_dependencies(updates):
+                return tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon)
+
+        def infer():
+            return tf.nn.batch_normalization(x, moving_mean, moving_var, beta, gamma, epsilon)
+
+        return tf.cond(is_training, train, infer)
+
+
+def conv2d(x, filters, size, scope, weight_decay=0.0, is_training=None, relu=True):
+    """x (N, H, W, C) -> (N, H, W, filters): 'SAME' conv, then batch norm if is_training is given, then ReLU."""
+    with tf.variable_scope(scope):
+        w = _weights([size, size, x.shape[-1], filters], weight_decay)
+        y = tf.nn.conv2d(x, w, strides=1, padding="SAME")
+        y = batch_norm(y, is_training) if is_training is not None else tf.nn.bias_add(y, _biases(filters))
+        return tf.nn.relu(y) if relu else y
+
+
+def dense(x, units, scope, weight_decay=0.0, relu=False):
+    """x (N, D) -> (N, units)."""
+    with tf.variable_scope(scope):
+        w = _weights([x.shape[-1], units], weight_decay, 2.0 if relu else 1.0)
+        y = tf.matmul(x, w) + _biases(units)
+        return tf.nn.relu(y) if relu else y
+
+
+def max_pool(x, size=2, stride=2):
+    return tf.nn.max_pool2d(x, size, stride, padding="SAME")
+
+
+def dropout(x, rate, is_training):
+    """Dropout at `rate` while training, identity otherwise."""
+    if not rate:
+        return x
+    return tf.nn.dropout(x, rate=tf.where(is_training, rate, 0.0))
+
+
+def attention(features, units, scope):
+    """Additive attention with a learned query.
+
+    features (N, T, D) -> (weights (N, T), summing to 1 over T).
+    score_t = q . tanh(W f_t + b): the correlation of each (projected) feature
+    with the learned query vector q, then a softmax over the T positions.
+    """
+    with tf.variable_scope(scope):
+        d = features.shape[-1]
+        w = tf.get_variable("weights", [d, units], initializer=tf.glorot_uniform_initializer())
+        b = tf.get_variable("biases", [units], initializer=tf.zeros_initializer())
+        q = tf.get_variable("query", [units], initializer=tf.glorot_uniform_initializer())
+        keys = tf.tanh(tf.tensordot(features, w, 1) + b)      # (N, T, units)
+        scores = tf.tensordot(keys, q, 1)                       # (N, T)
+        return tf.nn.softmax(scores, axis=-1)
+
+
+def lstm(sequence, units, scope, weight_decay=0.0):
+    """A single-layer LSTM, unrolled over the (static) time axis.
+
+    sequence (N, T, D) -> hidden states (N, T, units).
+    Gates from one matmul of [x_t, h_{t-1}]; the forget-gate bias starts at 1
+    so that early in training the cell remembers rather than forgets.
+    """
+    with tf.variable_scope(scope):
+        n_in = sequence.shape[-1]
+        w = _weights([n_in + units, 4 * units], weight_decay, 1.0)
+        b = tf.get_variable("biases", [4 * units],
+                            initializer=tf.constant_initializer([0.0] * units + [1.0] * units + [0.0] * 2 * units))
+        batch = tf.shape(sequence)[0]
+        h = c = tf.zeros([batch, units])
+        states = []
+        for t in range(sequence.shape[1]):
+            gates = tf.matmul(tf.concat([sequence[:, t], h], 1), w) + b
+            i, f, g, o = tf.split(gates, 4, axis=1)
+            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            h = tf.sigmoid(o) * tf.tanh(c)
+            states.append(h)
+        return tf.stack(states, axis=1)

@@ -1,0 +1,47 @@
+"""Turn FER-2013, as downloaded, into the .npz cache that training reads.
+
+    python preprocess.py [--csv PATH] [--out data/fer2013.npz] [--skip-bad]
+
+Reads fer2013.csv (plain or gzip), Kaggle's fer2013.tar.gz, icml_face_data.csv,
+the newer competition's train.csv (a validation split is carved out of it),
+or an image-folder copy (train/<emotion>/, test/<emotion>/).  Writes
+<Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot (N, 7) for
+each of Training, PublicTest, PrivateTest present, and prints class counts.
+"""
+import argparse
+import os
+import time
+
+from fer import cli, data
+
+DEFAULT_CSV = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz",
+                                "../shared/data/fer2013.csv.gz") if os.path.exists(p)), "data/fer2013.csv")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", default=DEFAULT_CSV,
+                        help=f"the download: a CSV, .csv.gz, .tar.gz, .zip or image folder (default: {DEFAULT_CSV})")
+    parser.add_argument("--out", default="data/fer2013.npz", help="cache to write (default: %(default)s)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave out malformed rows or unreadable images and list them, instead of stopping")
+    parser.add_argument("--seed", type=int, default=0, help="seed of any carved validation split (default: %(default)s)")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    loaded = data.load(args.csv, skip_bad=args.skip_bad, seed=args.seed)
+    for note in loaded.notes:
+        print(f"note: {note}")
+    if loaded.skipped:
+        print(f"skipped {len(loaded.skipped)} bad row(s):")
+        for where, what in loaded.skipped[:20]:
+            print(f"  {where}: {what}")
+        if len(loaded.skipped) > 20:
+            print(f"  ... and {len(loaded.skipped) - 20} more")
+    data.save_cache(args.out, loaded.splits)
+    print(data.class_count_table(loaded.splits))
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,65 @@
+"""evaluate.py and the metrics behind it: known answers, JSON shape, files written, comparison table."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_script
+from fer import checkpoints, data
+from fer.faces import EMOTIONS
+from fer.metrics import classification_report, confusion_matrix
+
+
+def test_metrics_on_a_known_answer():
+    # 10 faces: angry 4 (3 right, 1 called happy), happy 4 (all right), sad 2 (1 right, 1 called angry)
+    labels = np.array([0, 0, 0, 0, 3, 3, 3, 3, 4, 4])
+    predictions = np.array([0, 0, 0, 3, 3, 3, 3, 3, 4, 0])
+    report = classification_report(labels, predictions)
+    assert report["n"] == 10 and report["accuracy"] == pytest.approx(0.8)
+    angry, happy, sad = (report["per_class"][e] for e in ("angry", "happy", "sad"))
+    assert angry == pytest.approx({"precision": 3 / 4, "recall": 3 / 4, "f1": 3 / 4, "support": 4})
+    assert happy == pytest.approx({"precision": 4 / 5, "recall": 1.0, "f1": 8 / 9, "support": 4})
+    assert sad == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert report["per_class"]["fear"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert report["macro"]["f1"] == pytest.approx((3 / 4 + 8 / 9 + 2 / 3) / 7)
+    expected = np.zeros((7, 7), int)
+    expected[0, 0], expected[0, 3], expected[3, 3], expected[4, 4], expected[4, 0] = 3, 1, 4, 1, 1
+    assert report["confusion"] == expected.tolist()
+    assert confusion_matrix(labels, labels).trace() == 10
+
+
+def test_json_report_matches_the_model(tiny_checkpoint, synthetic_cache):
+    proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, "--data", synthetic_cache, "--json", check=0)
+    report = json.loads(proc.stdout)
+    assert set(report) >= {"model", "checkpoint", "split", "n", "accuracy", "per_class", "confusion"}
+    assert report["model"] == "acnn_alstm" and report["split"] == "PrivateTest" and report["n"] == 28
+    assert list(report["per_class"]) == list(EMOTIONS)
+    assert all(set(m) == {"precision", "recall", "f1", "support"} for m in report["per_class"].values())
+    assert np.array(report["confusion"]).shape == (7, 7) and np.array(report["confusion"]).sum() == 28
+    # the same numbers as the classifier's own predictions on the same faces
+    images, labels = data.load_cache(synthetic_cache)["PrivateTest"]
+    predictions = checkpoints.Classifier(str(tiny_checkpoint)).predict(images).argmax(1)
+    assert report["accuracy"] == pytest.approx(float((predictions == labels).mean()))
+    assert report["confusion"] == confusion_matrix(labels, predictions).tolist()
+    for name in ("eval_PrivateTest.json", "eval_PrivateTest.png"):
+        assert (tiny_checkpoint / name).exists()
+
+
+def test_tta_and_comparison_table(tiny_checkpoint, synthetic_cache):
+    proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, tiny_checkpoint, "--data", synthetic_cache,
+                      "--split", "PublicTest", "--tta", check=0)
+    assert "with TTA" in proc.stdout and "TTA acc" in proc.stdout
+    table = proc.stdout.split("TTA F1")[1].strip().splitlines()[1:]  # after the header's "checkpoint"
+    assert len(table) == 2 and table[0].startswith("acnn_alstm")
+    tta = json.loads((tiny_checkpoint / "eval_PublicTest_tta.json").read_text())
+    assert tta["n"] == 28 and 0.0 <= tta["accuracy"] <= 1.0
+
+
+def test_clear_errors(tmp_path, synthetic_cache, tiny_checkpoint):
+    proc = run_script("evaluate.py", "--checkpoint", tmp_path, "--data", synthetic_cache)
+    assert proc.returncode == 2 and "is not a checkpoint folder written by train.py" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    train_only = tmp_path / "train_only.npz"
+    data.save_cache(train_only, {"Training": data.load_cache(synthetic_cache)["Training"]})
+    proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, "--data", train_only)
+    assert proc.returncode == 2 and "no PrivateTest split" in proc.stderr

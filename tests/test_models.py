@@ -1,0 +1,105 @@
+"""The model graphs, in the TF-Slim manner: shapes, variable sets, attention, learning, save/restore."""
+import numpy as np
+import pytest
+
+import models
+from conftest import balanced_labels, synthetic_faces
+from fer import checkpoints
+from fer.faces import to_model_input
+from models.layers import tf
+
+ACNN_PARTS = {"cnn", "local_attention", "lstm", "global_attention", "logits"}
+
+
+def build(name, **hparams):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)
+        net = checkpoints.build({"model": name, "hparams": {**models.default_hparams(name), **hparams}})
+    return graph, net
+
+
+def scopes(net):
+    return {v.op.name.split("/")[0] for v in net.model_variables}
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_logit_shapes(name):
+    graph, net = build(name)
+    with tf.Session(graph=graph) as s:
+        s.run(tf.variables_initializer(net.model_variables))
+        logits = s.run(net.logits, {net.images: to_model_input(synthetic_faces(balanced_labels(1)))})
+    assert logits.shape == (7, 7) and np.isfinite(logits).all()
+
+
+def test_variable_scopes():
+    assert scopes(build("acnn_alstm")[1]) == ACNN_PARTS
+    assert scopes(build("cnn_alstm")[1]) == ACNN_PARTS - {"local_attention"}
+    assert scopes(build("cnn_lstm")[1]) == ACNN_PARTS - {"local_attention", "global_attention"}
+    assert scopes(build("dnn")[1]) == {"conv1", "conv2", "dense1", "dense2", "logits"}
+
+
+def test_acnn_alstm_variable_names():
+    names = {v.op.name for v in build("acnn_alstm")[1].model_variables}
+    assert {f"cnn/conv{i}/weights" for i in range(1, 9)} <= names
+    assert {f"cnn/conv{i}/bn/moving_mean" for i in range(1, 9)} <= names
+    for part in ("local_attention", "global_attention"):
+        assert {f"{part}/weights", f"{part}/biases", f"{part}/query"} <= names
+    assert {"lstm/weights", "lstm/biases", "logits/weights", "logits/biases"} <= names
+
+
+def test_dnn_layer_shapes():
+    shapes = {v.op.name: v.shape.as_list() for v in build("dnn")[1].model_variables}
+    assert shapes["conv1/weights"] == [5, 5, 1, 64] and shapes["conv2/weights"] == [3, 3, 64, 64]
+    assert shapes["dense1/weights"] == [12 * 12 * 64, 384] and shapes["dense2/weights"] == [384, 192]
+    assert shapes["logits/weights"] == [192, 7]
+
+
+def test_attention_weights_are_distributions():
+    graph, net = build("acnn_alstm")
+    with tf.Session(graph=graph) as s:
+        s.run(tf.variables_initializer(net.model_variables))
+        local, glob = s.run([net.end_points["local_attention"], net.end_points["global_attention"]],
+                            {net.images: to_model_input(synthetic_faces(balanced_labels(2)))})
+    for weights in (local, glob):
+        assert weights.shape == (14, 36)  # the 6x6 grid: a real sequence, not length one
+        assert (weights >= 0).all()
+        np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
+    assert net.end_points["lstm_states"].shape.as_list() == [None, 36, 128]
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'resnet'; known models: dnn, acnn_alstm, cnn_lstm, cnn_alstm"):
+        models.get("resnet")
+
+
+@pytest.mark.parametrize("name", ["dnn", "acnn_alstm"])
+def test_training_steps_lower_the_loss(name):
+    graph, net = build(name, dropout=0.0)
+    labels = balanced_labels(4)
+    feed = {net.images: to_model_input(synthetic_faces(labels)), net.labels: labels, net.is_training: True}
+    with graph.as_default():
+        total, cross_entropy = models.loss(net.logits, net.labels)
+        train_op = tf.train.AdamOptimizer(1e-3).minimize(total)
+        with tf.Session() as s:
+            s.run(tf.global_variables_initializer())
+            first = s.run(cross_entropy, feed)
+            for _ in range(15):
+                s.run(train_op, feed)
+            last = s.run(cross_entropy, feed)
+    assert last < 0.7 * first
+
+
+def test_save_restore_gives_identical_logits(tmp_path):
+    faces = synthetic_faces(balanced_labels(2))
+    graph, net = build("acnn_alstm")
+    with graph.as_default(), tf.Session() as s:
+        s.run(tf.global_variables_initializer())
+        # a training step moves the batch-norm averages away from their initial values
+        s.run(net.logits, {net.images: to_model_input(faces), net.is_training: True})
+        before = s.run(net.logits, {net.images: to_model_input(faces)})
+        tf.train.Saver(net.model_variables).save(s, str(tmp_path / "best" / "model.ckpt"))
+    checkpoints.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": models.default_hparams("acnn_alstm")})
+    classifier = checkpoints.Classifier(str(tmp_path))
+    after = classifier.predict(faces)
+    np.testing.assert_allclose(after, np.exp(before) / np.exp(before).sum(1, keepdims=True), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,141 @@
+"""predict.py on real photos: the bundled sample, no face, several faces, bad files, JSON, drawings, parity."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_script
+from fer import checkpoints, data
+from fer.faces import EMOTIONS
+
+SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
+# Where the astronaut's face is in the 512x512 sample (found by eye: forehead to chin, ear to ear).
+FACE_REGION = (170, 60, 280, 175)  # x0, y0, x1, y1
+
+
+def predict(checkpoint, *args, check=None):
+    proc = run_script("predict.py", *args, "--checkpoint", checkpoint, "--json", check=check)
+    return proc, json.loads(proc.stdout)
+
+
+def centre_in_face(box, scale=1.0, dx=0):
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0, x1, y1 = FACE_REGION
+    return x0 * scale + dx <= cx <= x1 * scale + dx and y0 * scale <= cy <= y1 * scale
+
+
+def check_entry_shape(entry):
+    assert set(entry) == {"path", "faces", "error"}
+    for face in entry["faces"]:
+        assert set(face) == {"box", "emotion", "probabilities"}
+        assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+        assert face["emotion"] in EMOTIONS and list(face["probabilities"]) == list(EMOTIONS)
+        assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
+
+
+def test_bundled_photo_face_found_where_it_is(tiny_checkpoint):
+    _, result = predict(tiny_checkpoint, SAMPLE, check=0)
+    assert len(result) == 1 and result[0]["error"] is None
+    check_entry_shape(result[0])
+    assert len(result[0]["faces"]) == 1 and centre_in_face(result[0]["faces"][0]["box"])
+
+
+def test_readable_default_output(tiny_checkpoint):
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, check=0)
+    line, = proc.stdout.strip().splitlines()
+    assert line.startswith(f"{SAMPLE}: face at (") and line.split()[-2] in EMOTIONS
+
+
+def test_photo_without_a_face(tiny_checkpoint, tmp_path):
+    gradient = np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1))
+    cv2.imwrite(str(tmp_path / "wall.png"), gradient)
+    _, result = predict(tiny_checkpoint, tmp_path / "wall.png", check=0)
+    assert result == [{"path": str(tmp_path / "wall.png"), "faces": [], "error": None}]
+
+
+def test_several_faces_largest_first(tiny_checkpoint, tmp_path):
+    photo = cv2.imread(SAMPLE)
+    small = cv2.resize(photo, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    group = np.zeros((512, 512 + small.shape[1], 3), np.uint8)
+    group[:, :512], group[:small.shape[0], 512:] = photo, small
+    cv2.imwrite(str(tmp_path / "two.jpg"), group)
+    _, result = predict(tiny_checkpoint, tmp_path / "two.jpg", check=0)
+    faces = result[0]["faces"]
+    assert len(faces) == 2
+    assert faces[0]["box"][2] > faces[1]["box"][2]  # largest first
+    assert centre_in_face(faces[0]["box"]) and centre_in_face(faces[1]["box"], 0.75, 512)
+    _, result = predict(tiny_checkpoint, tmp_path / "two.jpg", "--largest", check=0)
+    assert [f["box"] for f in result[0]["faces"]] == [faces[0]["box"]]
+
+
+def test_alpha_16_bit_and_one_channel_images_work(tiny_checkpoint, tmp_path):
+    photo = cv2.imread(SAMPLE)
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "a_alpha.png"), cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "b_16bit.png"), photo.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "c_gray.png"), gray)
+    _, result = predict(tiny_checkpoint, tmp_path, check=0)  # a folder of them
+    assert [os.path.basename(e["path"]) for e in result] == ["a_alpha.png", "b_16bit.png", "c_gray.png"]
+    for entry in result:
+        assert entry["error"] is None and len(entry["faces"]) == 1 and centre_in_face(entry["faces"][0]["box"])
+
+
+def test_bad_files_reported_and_others_processed(tiny_checkpoint, tmp_path):
+    encoded = cv2.imencode(".jpg", cv2.imread(SAMPLE))[1].tobytes()
+    png = cv2.imencode(".png", cv2.imread(SAMPLE))[1].tobytes()
+    bad = {
+        "missing.jpg": None,
+        "empty.jpg": b"",
+        "truncated.jpg": encoded[:len(encoded) // 2],
+        "notes.png": b"these are not pixels\n",
+        "corrupt.png": png[:100] + bytes(1000) + png[-12:],
+    }
+    for name, content in bad.items():
+        if content is not None:
+            (tmp_path / name).write_bytes(content)
+    paths = [tmp_path / n for n in bad] + [SAMPLE]
+    proc, result = predict(tiny_checkpoint, *paths)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = {os.path.basename(e["path"]): e["error"] for e in result}
+    assert "No such file" in errors["missing.jpg"] and errors["empty.jpg"] == "empty file"
+    assert "truncated JPEG" in errors["truncated.jpg"] and "not an image file" in errors["notes.png"]
+    assert "corrupt PNG" in errors["corrupt.png"]
+    assert errors["astronaut.png"] is None and len(result[-1]["faces"]) == 1
+    stderr = proc.stderr.strip().splitlines()
+    assert len(stderr) == len(bad) and all(line.startswith("error: ") for line in stderr)
+    for entry in result:
+        check_entry_shape(entry)
+
+
+def test_annotate_and_explain_write_images(tiny_checkpoint, tmp_path):
+    run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, "--annotate", tmp_path / "ann",
+               "--explain", tmp_path / "exp", check=0)
+    drawn = cv2.imread(str(tmp_path / "ann" / "astronaut.png"))
+    assert drawn.shape == (512, 512, 3) and not np.array_equal(drawn, cv2.imread(SAMPLE))
+    heat = cv2.imread(str(tmp_path / "exp" / "astronaut_face1_attention.png"))
+    assert heat.shape == (192, 384, 3)
+
+
+def test_prediction_and_evaluation_see_the_same_input(tiny_checkpoint, synthetic_cache, tmp_path):
+    """A face saved as an image and read by predict --no-detect gets the probabilities the
+    evaluation path (cache -> Classifier) gives the same face: one transform for both."""
+    images, _ = data.load_cache(synthetic_cache)["PrivateTest"]
+    for i, face in enumerate(images[:5]):
+        cv2.imwrite(str(tmp_path / f"face{i}.png"), face[:, :, 0])
+    _, result = predict(tiny_checkpoint, tmp_path, "--no-detect", check=0)
+    expected = checkpoints.Classifier(str(tiny_checkpoint)).predict(images[:5])
+    for entry, probabilities in zip(result, expected):
+        face, = entry["faces"]
+        assert face["box"] == [0, 0, 48, 48]
+        np.testing.assert_allclose(list(face["probabilities"].values()), probabilities, atol=1e-4)
+
+
+def test_bad_arguments(tiny_checkpoint, tmp_path):
+    proc = run_script("predict.py", "--checkpoint", tiny_checkpoint)
+    assert proc.returncode == 2 and "give at least one image" in proc.stderr
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tmp_path)
+    assert proc.returncode == 2 and "not a checkpoint folder" in proc.stderr and "Traceback" not in proc.stderr

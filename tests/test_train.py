@@ -1,0 +1,97 @@
+"""train.py end to end on a tiny synthetic set: files written, resume, refusals, seeding."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, run_script
+
+TRAIN = ("--model", "dnn", "--epochs", 3, "--batch-size", 16)
+
+
+def read_log(folder):
+    with open(os.path.join(folder, "log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_writes_checkpoints_logs_and_plot(tiny_checkpoint):
+    folder = tiny_checkpoint
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model"] == "acnn_alstm" and config["hparams"]["lstm_units"] == 128
+    assert config["settings"]["epochs"] == 2 and config["settings"]["batch_size"] == 16
+    assert [r["epoch"] for r in read_log(folder)] == ["1", "2"]
+    for name in ("best/checkpoint", "last/checkpoint", "curves.png", "state.json"):
+        assert (folder / name).exists(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in folder.iterdir())  # TensorBoard
+
+
+def test_stop_and_resume_at_the_right_step(tmp_path, synthetic_cache):
+    folder = tmp_path / "dnn"
+    proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder, "--max-steps", 7, check=0)
+    assert "stopped at step 7" in proc.stdout
+    proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder, check=0)
+    # 84 faces / 16 = 5 steps per epoch: step 7 is epoch 2, step 2 of 5
+    assert "resuming from" in proc.stdout and "at step 7 (epoch 2)" in proc.stdout
+    log = read_log(folder)
+    assert [r["epoch"] for r in log] == ["1", "2", "3"] and log[-1]["step"] == "15"
+    assert "finished" in proc.stdout
+
+
+def test_ctrl_c_saves_and_resumes(tmp_path, synthetic_cache):
+    folder = tmp_path / "dnn"
+    args = [sys.executable, os.path.join(ROOT, "train.py"), "--model", "dnn", "--epochs", "400", "--batch-size", "16",
+            "--data", str(synthetic_cache), "--checkpoint-dir", str(folder)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (folder / "state.json").exists() and time.time() < deadline:  # at least one epoch done
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: saved step" in out and "Traceback" not in err
+    saved = int(out.split("interrupted: saved step ")[1].split()[0])
+    assert saved >= 5
+    resumed = run_script("train.py", "--model", "dnn", "--epochs", 400, "--batch-size", 16, "--data", synthetic_cache,
+                         "--checkpoint-dir", folder, "--max-steps", saved + 1, check=0)
+    assert f"at step {saved} " in resumed.stdout and f"stopped at step {saved + 1}" in resumed.stdout
+
+
+def test_refuses_a_folder_of_another_model(tmp_path, synthetic_cache):
+    folder = tmp_path / "ck"
+    run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder, "--max-steps", 1, check=0)
+    before = (folder / "config.json").read_text()
+    proc = run_script("train.py", "--model", "cnn_lstm", "--data", synthetic_cache, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: {folder} holds a dnn checkpoint, not cnn_lstm" in proc.stderr
+    assert (folder / "config.json").read_text() == before
+    proc = run_script("train.py", *TRAIN, "--lr", 0.1, "--data", synthetic_cache, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "trained with other settings (lr: 0.001)" in proc.stderr
+
+
+def test_unknown_model_and_bad_override(synthetic_cache):
+    proc = run_script("train.py", "--model", "resnet", "--data", synthetic_cache)
+    assert proc.returncode == 2 and "invalid choice: 'resnet'" in proc.stderr and "acnn_alstm" in proc.stderr
+    proc = run_script("train.py", "--model", "dnn", "--data", synthetic_cache, "--set", "depth=3")
+    assert proc.returncode == 2 and "dnn has no hyperparameter 'depth'" in proc.stderr
+
+
+def test_same_seed_same_first_epoch_loss(tmp_path, synthetic_cache):
+    losses = []
+    for run in ("a", "b"):
+        run_script("train.py", *TRAIN, "--epochs", 1, "--seed", 3, "--data", synthetic_cache,
+                   "--checkpoint-dir", tmp_path / run, check=0)
+        losses.append(read_log(tmp_path / run)[0]["train_loss"])
+    assert losses[0] == losses[1]
+
+
+def test_never_reads_private_test(tmp_path, synthetic_cache):
+    import numpy as np
+    with np.load(synthetic_cache) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["PrivateTest_images"] = np.zeros((3, 7, 7), np.float64)  # would break any code that used it
+    broken = tmp_path / "broken_private.npz"
+    np.savez(broken, **arrays)
+    run_script("train.py", *TRAIN, "--epochs", 1, "--data", broken, "--checkpoint-dir", tmp_path / "ck", check=0)
