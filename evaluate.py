@@ -5,7 +5,8 @@
 
 For each model: accuracy, per-class precision/recall/F1, macro averages and
 the confusion matrix, printed as a table and saved beside the checkpoint as
-eval_<split>.json and confusion_<split>.png (with --tta also *_tta.*).
+eval_<split>.json and eval_<split>.png (the confusion matrix), with --tta also
+eval_<split>_tta.*, with --bf16 *_bf16.*.
 Several models print one comparison table.  --json prints the report as JSON
 on stdout instead (a list when several models are given).
 """
@@ -28,11 +29,13 @@ def main():
     parser.add_argument("--split", default="PrivateTest", choices=SPLITS, help="(default: %(default)s)")
     parser.add_argument("--tta", action="store_true", help="also report test-time augmentation (10 mirrored and shifted views)")
     parser.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="run the model in bfloat16 where the CPU has it (about 1.6x faster; float32 by default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     args = parser.parse_args()
 
     folders = args.checkpoint or [checkpoints.resolve(model=m) for m in args.model]
-    classifiers = [checkpoints.Classifier(f) for f in folders]  # fail on a bad folder before reading data
+    classifiers = [checkpoints.Classifier(f, bfloat16=args.bf16) for f in folders]  # fail on a bad folder before reading data
     splits = data.load(args.data, splits=(args.split,)).splits
     if args.split not in splits:
         raise cli.UserError(f"{args.data}: no {args.split} split (it has {', '.join(splits)})")
@@ -42,25 +45,27 @@ def main():
     reports = []
     for classifier in classifiers:
         print(f"{classifier.name}: {classifier.path} on {args.split} ({len(labels)} faces)", file=log)
-        report = {"model": classifier.name, "checkpoint": classifier.path, "split": args.split}
+        report = {"model": classifier.name, "checkpoint": classifier.path, "split": args.split,
+                  "precision": "bfloat16" if classifier.bfloat16 else "float32"}
         start = time.perf_counter()
         probabilities = classifier.predict(images, args.batch_size)
         seconds = time.perf_counter() - start
         report.update(metrics.classification_report(labels, probabilities.argmax(1)))
         report["faces_per_s"] = round(len(labels) / seconds, 1)
         variants = [("", report)]
+        precision = "_bf16" if classifier.bfloat16 else ""
         if args.tta:
             tta = metrics.classification_report(labels, classifier.predict(images, args.batch_size, tta=True).argmax(1))
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            stem = os.path.join(classifier.folder, f"eval_{args.split}{suffix}")
+            stem = os.path.join(classifier.folder, f"eval_{args.split}{suffix}{precision}")
             checkpoints.write_json(stem + ".json", {**report, **r} if suffix else report)
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
                                       f"accuracy {r['accuracy']:.4f}", stem + ".png")
             if not args.json:
                 print(f"\n{classifier.name}{' with TTA' if suffix else ''}\n{metrics.format_report(r)}")
-        print(f"saved {os.path.join(classifier.folder, f'eval_{args.split}')}.json and .png", file=log)
+        print(f"saved {os.path.join(classifier.folder, f'eval_{args.split}*{precision}')}.json and .png", file=log)
         reports.append(report)
 
     if args.json:

@@ -14,8 +14,8 @@ import time
 
 from fer import cli, data
 
-DEFAULT_CSV = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz",
-                                "../shared/data/fer2013.csv.gz") if os.path.exists(p)), "data/fer2013.csv")
+DEFAULT_CSV = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz")
+                    if os.path.exists(p)), "data/fer2013.csv")
 
 
 def main():

@@ -52,6 +52,9 @@ def load(path, skip_bad=False, seed=0, splits=SPLITS):
 
 def _load(path, skip_bad, seed, splits):
     if not os.path.exists(path):
+        if path.endswith(".npz"):
+            raise DataError(path, None, "no such cache; make it with: python preprocess.py --csv YOUR_DOWNLOAD --out "
+                            f"{path} (or pass --data YOUR_DOWNLOAD)")
         raise DataError(path, None, f"no such file or folder; expected {FORMATS}")
     if os.path.isdir(path):
         return _read_image_folder(path, skip_bad, seed)

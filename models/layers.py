@@ -23,6 +23,8 @@ def _biases(n, value=0.0):
 def batch_norm(x, is_training, decay=0.99, epsilon=1e-3):
     """Batch normalisation of the last axis of x (N, H, W, C) or (N, C).
 
+    is_training: a bool tensor, or a Python bool for a graph that only trains or only infers.
+
     Training uses batch statistics and updates the moving averages (the update
     runs whenever the output is computed, so no UPDATE_OPS bookkeeping);
     inference uses the moving averages.
@@ -33,18 +35,26 @@ def batch_norm(x, is_training, decay=0.99, epsilon=1e-3):
         beta = tf.get_variable("beta", [c], initializer=tf.zeros_initializer())
         moving_mean = tf.get_variable("moving_mean", [c], initializer=tf.zeros_initializer(), trainable=False)
         moving_var = tf.get_variable("moving_variance", [c], initializer=tf.ones_initializer(), trainable=False)
-        axes = list(range(x.shape.ndims - 1))
+        fused = x.shape.ndims == 4  # the fused op, which oneDNN merges with the conv before it
 
         def train():
-            mean, var = tf.nn.moments(x, axes)
+            if fused:
+                y, mean, var = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
+            else:
+                mean, var = tf.nn.moments(x, [0])
+                y = tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon)
             updates = [tf.assign_sub(moving_mean, (1 - decay) * (moving_mean - mean)),
                        tf.assign_sub(moving_var, (1 - decay) * (moving_var - var))]
             with tf.control_dependencies(updates):
-                return tf.nn.batch_normalization(x, mean, var, beta, gamma, epsilon)
+                return tf.identity(y)
 
         def infer():
+            if fused:
+                return tf.nn.fused_batch_norm(x, gamma, beta, moving_mean, moving_var, epsilon, is_training=False)[0]
             return tf.nn.batch_normalization(x, moving_mean, moving_var, beta, gamma, epsilon)
 
+        if isinstance(is_training, bool):  # a graph for inference only: no branch to choose at run time
+            return train() if is_training else infer()
         return tf.cond(is_training, train, infer)
 
 
@@ -70,8 +80,8 @@ def max_pool(x, size=2, stride=2):
 
 
 def dropout(x, rate, is_training):
-    """Dropout at `rate` while training, identity otherwise."""
-    if not rate:
+    """Dropout at `rate` while training, identity otherwise (is_training: bool tensor or Python bool)."""
+    if not rate or is_training is False:
         return x
     return tf.nn.dropout(x, rate=tf.where(is_training, rate, 0.0))
 

@@ -1,0 +1,87 @@
+"""Training and inference speed of each model on this machine, and the input pipeline's share.
+
+    python benchmarks/bench_models.py [--models dnn acnn_alstm cnn_lstm cnn_alstm] [--steps 30]
+
+For each model, on random faces: parameters; training images/s at batch 128
+(a full train.py step: batch slicing, feeding, in-graph augmentation, Adam);
+the same step without augmentation and with a fixed pre-sliced batch, whose
+difference is what the input pipeline costs; and inference images/s at
+batch 128 and 256 in the inference-only graph evaluate.py runs, in float32
+and in bfloat16 (evaluate.py --bf16). Medians over --steps timed steps.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import models  # noqa: E402
+from fer import checkpoints  # noqa: E402
+from fer.faces import to_model_input  # noqa: E402
+from models.layers import tf  # noqa: E402
+
+
+def median_seconds(fn, steps, warmup=5):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def bench(name, steps, rng):
+    train_x = to_model_input(rng.integers(0, 256, (28709, 48, 48, 1), dtype=np.uint8))
+    train_y = rng.integers(0, 7, 28709)
+    graph = tf.Graph()
+    with graph.as_default():
+        net = checkpoints.build({"model": name, "hparams": models.default_hparams(name)}, augmentation=True)
+        total, _ = models.loss(net.logits, net.labels, 0.1)
+        train_op = tf.train.AdamOptimizer(1e-3).minimize(total)
+        n_params = sum(int(np.prod(v.shape)) for v in tf.trainable_variables())
+        session = tf.Session()
+        session.run(tf.global_variables_initializer())
+    fixed = {net.images: train_x[:128], net.labels: train_y[:128], net.is_training: True}
+
+    def full_step():
+        batch = rng.integers(0, len(train_y), 128)
+        session.run(train_op, {net.images: train_x[batch], net.labels: train_y[batch], net.is_training: True,
+                               net.augment: True})
+
+    full = median_seconds(full_step, steps)
+    bare = median_seconds(lambda: session.run(train_op, fixed), steps)
+    session.close()
+    graph = tf.Graph()
+    with graph.as_default():  # the inference-only graph that evaluate.py and predict.py build
+        net = checkpoints.build({"model": name, "hparams": models.default_hparams(name)}, trainable=False)
+        init = tf.global_variables_initializer()
+    speeds = []
+    for bfloat16 in (False, True):
+        session = tf.Session(graph=graph, config=checkpoints.session_config(bfloat16))
+        session.run(init)
+        speeds += [b / median_seconds(lambda b=b: session.run(net.logits, {net.images: train_x[:b]}), steps)
+                   for b in (128, 256)]
+        session.close()
+    return (n_params, 128 / full, 128 / bare, (full - bare) / full, *speeds)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list(models.MODELS), choices=list(models.MODELS))
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"bfloat16 instructions on this CPU: {checkpoints.cpu_has_bfloat16()}")
+    print(f"{'model':<12}{'params':>11}{'train img/s':>13}{'no-input img/s':>16}{'input share':>13}"
+          f"{'infer@128':>11}{'infer@256':>11}{'bf16@128':>10}{'bf16@256':>10}")
+    for name in args.models:
+        n, train, bare, share, *infer = bench(name, args.steps, rng)
+        print(f"{name:<12}{n:>11,}{train:>13.0f}{bare:>16.0f}{share:>12.1%}" + "".join(f"{v:>10.0f}" for v in infer))
+
+
+if __name__ == "__main__":
+    main()
