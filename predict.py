@@ -40,12 +40,16 @@ def classify(classifier, detector, gray, args):
 
 def draw(image, results):
     """Boxes and 'emotion 93%' labels on a BGR image, in place."""
+    thickness = max(2, round(max(image.shape[:2]) / 300))
+    scale = thickness / 3
     for r in results:
         x, y, w, h = r["box"]
         label = f"{r['emotion']} {r['probabilities'][r['emotion']]:.0%}"
-        thickness = max(1, round(max(image.shape[:2]) / 400))
-        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 220, 0), thickness)
-        cv2.putText(image, label, (x, max(y - 6, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thickness, (0, 220, 0), thickness)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness // 2 + 1)
+        top = max(y - th - base - 4, 0)  # above the box, or inside it at the top of the image
+        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 200, 0), thickness)
+        cv2.rectangle(image, (x, top), (x + tw + 6, top + th + base + 4), (0, 200, 0), cv2.FILLED)
+        cv2.putText(image, label, (x + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness // 2 + 1)
     return image
 
 

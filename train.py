@@ -206,8 +206,10 @@ def main():
                         fetches.append(summaries)
                     out = session.run(fetches, feed)
                     if not np.isfinite(out[1]):
-                        raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); the last good "
-                                            f"checkpoint in {folder}/last is kept; try a lower --lr")
+                        kept = (f"the last good checkpoint, {checkpoints.latest(folder, 'last')}, is kept"
+                                if checkpoints.latest(folder, "last") else "nothing was saved")
+                        raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); {kept}; "
+                                            "try a lower --lr")
                     step += 1
                     if len(out) == 4:
                         writer.add_summary(out[3], step)

@@ -95,3 +95,12 @@ def test_never_reads_private_test(tmp_path, synthetic_cache):
     broken = tmp_path / "broken_private.npz"
     np.savez(broken, **arrays)
     run_script("train.py", *TRAIN, "--epochs", 1, "--data", broken, "--checkpoint-dir", tmp_path / "ck", check=0)
+
+
+def test_nan_loss_stops_cleanly(tmp_path, synthetic_cache):
+    folder = tmp_path / "dnn"
+    proc = run_script("train.py", *TRAIN, "--lr", 1e12, "--warmup-epochs", 0, "--data", synthetic_cache,
+                      "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: loss became nan at step" in proc.stderr and "try a lower --lr" in proc.stderr
+    assert not (folder / "last").exists()  # no diverged weights saved
