@@ -1,6 +1,6 @@
 """The baseline DNN: two conv layers with local response normalisation, then three dense layers.
 
-  logits, end_points = inference(images, is_training, **HPARAMS)
+  logits, end_points = inference(images, is_training, dropout=0.25, weight_decay=1e-4)
 
 images: float32 (N, 48, 48, 1) from fer.faces.to_model_input; logits (N, 7).
 
@@ -8,8 +8,9 @@ Layer order follows the project's description: conv1 5x5x64 + ReLU, max-pool,
 LRN; conv2 3x3x64 + ReLU reading the *normalised* pool (the original code fed
 it the un-normalised one), LRN, max-pool; dense 384 + ReLU; dense 192 + ReLU
 (the original left it linear, which only composes two linear maps); linear 7.
-Dropout on the dense layers is ours: without it the 3.5M-parameter dense
-block memorises FER-2013's Training split within a few epochs.
+Dropout (0.25) on the dense layers and weight decay (1e-4) are ours: without
+them the 3.5M-parameter dense block memorises Training; with 0.5 and 5e-4 the
+net underfit (PublicTest 0.43 after 4 epochs, against 0.48 with these).
 """
 from models import layers
 from models.layers import conv2d, dense, max_pool, tf
@@ -20,7 +21,7 @@ def _lrn(x):
     return tf.nn.local_response_normalization(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
 
 
-def inference(images, is_training, num_classes=7, dropout=0.5, weight_decay=5e-4):
+def inference(images, is_training, num_classes=7, dropout=0.25, weight_decay=1e-4):
     """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict."""
     end_points = {}
     x = conv2d(images, 64, 5, "conv1", weight_decay)
