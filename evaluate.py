@@ -60,7 +60,8 @@ def main():
             variants.append(("_tta", tta))
         for suffix, r in variants:
             stem = os.path.join(classifier.folder, f"eval_{args.split}{suffix}{precision}")
-            checkpoints.write_json(stem + ".json", {**report, **r} if suffix else report)
+            header = {k: report[k] for k in ("model", "checkpoint", "split", "precision")}
+            checkpoints.write_json(stem + ".json", {**header, **r} if suffix else report)
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
                                       f"accuracy {r['accuracy']:.4f}", stem + ".png")
             if not args.json:
