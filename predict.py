@@ -25,17 +25,23 @@ from fer.photos import FaceDetector, PhotoError, crop_faces, list_images, read_g
 
 
 def classify(classifier, detector, gray, args):
-    """uint8 (H, W) -> ([{"box", "emotion", "probabilities"}, ...] largest first, faces uint8 (N, 48, 48, 1))."""
+    """uint8 (H, W) -> ([{"box", "emotion", "probabilities"}, ...] largest first, faces uint8 (N, 48, 48, 1),
+    local attention (N, 36) with --explain, else None): one run of the model gives both."""
     h, w = gray.shape
     boxes = [(0, 0, w, h)] if detector is None else detector.detect(gray)
     if args.largest:
         boxes = boxes[:1]
     faces = crop_faces(gray, boxes)
-    probabilities = classifier.predict(faces)
+    attention = None
+    if getattr(args, "explain", None):
+        probabilities, extra = classifier.predict(faces, extra=("local_attention",))
+        attention = extra["local_attention"]
+    else:
+        probabilities = classifier.predict(faces)
     results = [{"box": list(box), "emotion": EMOTIONS[int(p.argmax())],
                 "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)}}
                for box, p in zip(boxes, probabilities)]
-    return results, faces
+    return results, faces, attention
 
 
 def draw(image, results):
@@ -74,7 +80,7 @@ def predict_photos(classifier, detector, args):
             failed += 1
             print(f"error: {path}: {e}", file=sys.stderr)
             continue
-        entry["faces"], faces = classify(classifier, detector, gray, args)
+        entry["faces"], faces, attention = classify(classifier, detector, gray, args)
         if not args.json:
             if not entry["faces"]:
                 print(f"{path}: no face found")
@@ -85,9 +91,8 @@ def predict_photos(classifier, detector, args):
             image = cv2.imread(path, cv2.IMREAD_COLOR)
             image = image if image is not None else cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
             cv2.imwrite(os.path.join(args.annotate, f"{stem}.png"), draw(image, entry["faces"]))
-        if args.explain and len(faces):
-            _, extra = classifier.predict(faces, extra=("local_attention",))
-            for k, (face, weights) in enumerate(zip(faces, extra["local_attention"])):
+        if attention is not None:
+            for k, (face, weights) in enumerate(zip(faces, attention)):
                 cv2.imwrite(os.path.join(args.explain, f"{stem}_face{k + 1}_attention.png"), attention_map(face, weights))
     if args.json:
         print(json.dumps(entries, indent=2))
@@ -110,7 +115,7 @@ def predict_stream(classifier, detector, args):
             if not ok:
                 break
             frame_no += 1
-            results, _ = classify(classifier, detector, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), args)
+            results, _, _ = classify(classifier, detector, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), args)
             draw(frame, results)
             if args.annotate:
                 if writer is None:

@@ -206,8 +206,8 @@ def main():
                         fetches.append(summaries)
                     out = session.run(fetches, feed)
                     if not np.isfinite(out[1]):
-                        kept = (f"the last good checkpoint, {checkpoints.latest(folder, 'last')}, is kept"
-                                if checkpoints.latest(folder, "last") else "nothing was saved")
+                        last = checkpoints.latest(folder, "last")
+                        kept = f"the last good checkpoint, {last}, is kept" if last else "nothing was saved"
                         raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); {kept}; "
                                             "try a lower --lr")
                     step += 1
