@@ -6,18 +6,44 @@
 For each model: accuracy, per-class precision/recall/F1, macro averages and
 the confusion matrix, printed as a table and saved beside the checkpoint as
 eval_<split>.json and eval_<split>.png (the confusion matrix), with --tta also
-eval_<split>_tta.*, with --bf16 *_bf16.*.
+eval_<split>_tta.*, with --bf16 *_bf16.*.  Each report records the data it was
+computed on (path, faces, a fingerprint of the split); a report computed on
+other data is never overwritten: the new one is saved as
+eval_<split>-<fingerprint>.* beside it.
 Several models print one comparison table.  --json prints the report as JSON
 on stdout instead (a list when several models are given).
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
 import time
 
-from fer import checkpoints, cli, data, metrics
-from fer.faces import SPLITS
+from ferkit import cli
+from ferkit.faces import SPLITS
+
+
+def fingerprint(images, labels):
+    """A short hash of a split's faces and labels: two reports with the same one were computed on the same data."""
+    digest = hashlib.sha256(images.tobytes())
+    digest.update(labels.astype("int64").tobytes())
+    return digest.hexdigest()[:16]
+
+
+def report_stem(folder, name, data_info):
+    """folder/name, unless a report there was computed on other data (or says not on which): then
+    folder/name-<fingerprint>, so that no report is replaced by one of other data."""
+    stem = os.path.join(folder, name)
+    if os.path.exists(stem + ".json"):
+        try:
+            with open(stem + ".json") as f:
+                old = json.load(f).get("data", {})
+        except ValueError:
+            old = {}
+        if old.get("fingerprint") != data_info["fingerprint"]:
+            return f"{stem}-{data_info['fingerprint'][:8]}"
+    return stem
 
 
 def main():
@@ -33,20 +59,30 @@ def main():
                         help="run the model in bfloat16 where the CPU has it (about 1.6x faster; float32 by default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     args = parser.parse_args()
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
+    from ferkit import checkpoints, data, metrics
     folders = args.checkpoint or [checkpoints.resolve(model=m) for m in args.model]
+    for folder in folders:  # a wrong name or folder is reported before TensorFlow loads
+        checkpoints.read_config(folder)
     classifiers = [checkpoints.Classifier(f, bfloat16=args.bf16) for f in folders]  # fail on a bad folder before reading data
+    for folder in folders:  # reports go beside the weights: find out now, not after minutes of computing
+        cli.check_writable(folder, "the evaluation reports (copy the checkpoint folder somewhere writable and evaluate the copy)")
     splits = data.load(args.data, splits=(args.split,)).splits
-    if args.split not in splits:
-        raise cli.UserError(f"{args.data}: no {args.split} split (it has {', '.join(splits)})")
+    if len(splits.get(args.split, ((), ()))[1]) == 0:
+        have = [s for s, (_, y) in data.load(args.data).splits.items() if len(y)]
+        raise cli.UserError(f"{args.data}: no {args.split} faces (it has {', '.join(have) if have else 'no split'}); "
+                            "choose another --split or data set")
     images, labels = splits[args.split]
+    data_info = {"path": args.data, "faces": len(labels), "fingerprint": fingerprint(images, labels)}
     log = sys.stderr if args.json else sys.stdout
 
     reports = []
     for classifier in classifiers:
         print(f"{classifier.name}: {classifier.path} on {args.split} ({len(labels)} faces)", file=log)
         report = {"model": classifier.name, "checkpoint": classifier.path, "split": args.split,
-                  "precision": "bfloat16" if classifier.bfloat16 else "float32"}
+                  "precision": "bfloat16" if classifier.bfloat16 else "float32", "data": data_info}
         start = time.perf_counter()
         probabilities = classifier.predict(images, args.batch_size)
         seconds = time.perf_counter() - start
@@ -59,14 +95,15 @@ def main():
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            stem = os.path.join(classifier.folder, f"eval_{args.split}{suffix}{precision}")
-            header = {k: report[k] for k in ("model", "checkpoint", "split", "precision")}
+            stem = report_stem(classifier.folder, f"eval_{args.split}{suffix}{precision}", data_info)
+            header = {k: report[k] for k in ("model", "checkpoint", "split", "precision", "data")}
             checkpoints.write_json(stem + ".json", {**header, **r} if suffix else report)
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
                                       f"accuracy {r['accuracy']:.4f}", stem + ".png")
             if not args.json:
                 print(f"\n{classifier.name}{' with TTA' if suffix else ''}\n{metrics.format_report(r)}")
-        print(f"saved {os.path.join(classifier.folder, f'eval_{args.split}*{precision}')}.json and .png", file=log)
+        print(f"saved {stem}.json and .png" + (" (reports computed on other data are kept)" if "-" in os.path.basename(stem) else ""),
+              file=log)
         reports.append(report)
 
     if args.json:

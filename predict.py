@@ -1,17 +1,20 @@
-"""Emotions of the faces in photos, with a trained model.
+"""Emotions of the faces in photos and videos, with a trained model.
 
-    python predict.py PATH [PATH ...] [--model acnn_alstm] [--json] [--annotate OUT_DIR]
-                      [--no-detect] [--largest] [--explain OUT_DIR]
-    python predict.py --camera 0 | --video FILE [--annotate OUT_DIR]
+    python predict.py PATH [PATH ...] [--model acnn_alstm_photo | --checkpoint DIR] [--detector yunet|haar]
+                      [--json] [--annotate OUT_DIR] [--no-detect] [--largest] [--explain OUT_DIR]
+    python predict.py --video FILE [--csv OUT.csv] [--every N] [--annotate OUT_DIR]
+    python predict.py --camera N [--annotate OUT_DIR]
 
-PATH is an image file or a folder of them.  Faces are found with OpenCV's
-Haar cascade, cropped, turned gray, resized to 48x48 and classified; every
-face is reported, largest first.  --no-detect treats each whole image as one
-face (for pre-cropped faces such as FER-2013's own).  A bad file is reported
-in its entry and on stderr, the others are still processed, and the exit
-status is 1 if any image failed.
+PATH is an image file or a folder (walked recursively, hidden files skipped).
+Faces are found with YuNet (or the Haar cascade), aligned onto where FER-2013
+has its faces, and classified; every face is reported, largest first.
+--no-detect treats each whole image as one face (for pre-cropped faces such
+as FER-2013's own).  A bad file is reported in its entry and on stderr, the
+others are still processed, and the exit status is 1 if any image failed.
+Output images mirror the input tree under OUT_DIR, as PNG.
 """
 import argparse
+import csv
 import json
 import os
 import sys
@@ -19,43 +22,49 @@ import sys
 import cv2
 import numpy as np
 
-from fer import checkpoints, cli
-from fer.faces import EMOTIONS
-from fer.photos import FaceDetector, PhotoError, crop_faces, list_images, read_gray
+from ferkit import DEFAULT_MODEL, cli
+from ferkit.detectors import DETECTORS
+from ferkit.faces import EMOTIONS
+from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, captured_stderr, list_images, read_image
 
 
-def classify(classifier, detector, gray, args):
-    """uint8 (H, W) -> ([{"box", "emotion", "probabilities"}, ...] largest first, faces uint8 (N, 48, 48, 1),
-    local attention (N, 36) with --explain, else None): one run of the model gives both."""
-    h, w = gray.shape
-    boxes = [(0, 0, w, h)] if detector is None else detector.detect(gray)
-    if args.largest:
-        boxes = boxes[:1]
-    faces = crop_faces(gray, boxes)
-    attention = None
-    if getattr(args, "explain", None):
-        probabilities, extra = classifier.predict(faces, extra=("local_attention",))
-        attention = extra["local_attention"]
-    else:
-        probabilities = classifier.predict(faces)
-    results = [{"box": list(box), "emotion": EMOTIONS[int(p.argmax())],
-                "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)}}
-               for box, p in zip(boxes, probabilities)]
-    return results, faces, attention
+def label_of(face):
+    return f"{face['emotion']} {face['probabilities'][face['emotion']]:.0%}"
 
 
-def draw(image, results):
-    """Boxes and 'emotion 93%' labels on a BGR image, in place."""
-    thickness = max(2, round(max(image.shape[:2]) / 300))
-    scale = thickness / 3
-    for r in results:
-        x, y, w, h = r["box"]
-        label = f"{r['emotion']} {r['probabilities'][r['emotion']]:.0%}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness // 2 + 1)
-        top = max(y - th - base - 4, 0)  # above the box, or inside it at the top of the image
-        cv2.rectangle(image, (x, y), (x + w, y + h), (0, 200, 0), thickness)
-        cv2.rectangle(image, (x, top), (x + tw + 6, top + th + base + 4), (0, 200, 0), cv2.FILLED)
-        cv2.putText(image, label, (x + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness // 2 + 1)
+def _overlaps(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def draw(image, faces):
+    """Boxes, landmarks and 'emotion 93%' labels on a BGR image, in place.
+
+    Each label goes above its box, else below it, else further up or down: the
+    first place inside the image that covers no other label and no other face.
+    """
+    height, width = image.shape[:2]
+    thickness = max(2, round(max(height, width) / 300))
+    scale, weight = thickness / 3, thickness // 2 + 1
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in (f["box"] for f in faces)]
+    placed = []
+    for i, face in enumerate(faces):
+        x0, y0, x1, y1 = boxes[i]
+        label = label_of(face)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
+        lw, lh = tw + 6, th + base + 4
+        left = min(max(x0, 0), max(width - lw, 0))
+        tops = [y0 - lh, y1, y0] + [y0 - lh * k for k in range(2, 6)] + [y1 + lh * k for k in range(1, 5)]
+        others = placed + [b for j, b in enumerate(boxes) if j != i]
+        rects = [(left, t, left + lw, t + lh) for t in tops if 0 <= t and t + lh <= height]
+        free = [r for r in rects if not any(_overlaps(r, o) for o in others)]
+        rect = (free or [r for r in rects if not any(_overlaps(r, o) for o in placed)] or rects or
+                [(left, 0, left + lw, lh)])[0]
+        placed.append(rect)
+        cv2.rectangle(image, (x0, y0), (x1, y1), (0, 200, 0), thickness)
+        for px, py in face.get("landmarks") or ():
+            cv2.circle(image, (int(round(px)), int(round(py))), thickness, (0, 220, 255), cv2.FILLED)
+        cv2.rectangle(image, rect[:2], rect[2:], (0, 200, 0), cv2.FILLED)
+        cv2.putText(image, label, (rect[0] + 3, rect[1] + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), weight)
     return image
 
 
@@ -68,105 +77,194 @@ def attention_map(face, weights, size=192):
     return np.hstack([gray, cv2.addWeighted(gray, 0.5, heat, 0.5, 0)])
 
 
-def predict_photos(classifier, detector, args):
+def output_stems(items):
+    """[(path, name)] -> the output stem of each (name without extension), unless two
+    inputs share it (photo.jpg and photo.png in one folder): then the whole name."""
+    stems = [os.path.splitext(name)[0] for _, name in items]
+    return [s if stems.count(s) == 1 else name for s, (_, name) in zip(stems, items)]
+
+
+def write_image(path, image):
+    """cv2.imwrite into a folder that may not exist yet; a failure is a UserError."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not cv2.imwrite(path, image):
+        raise cli.UserError(f"{path}: could not write the image; is the folder writable?")
+
+
+def predict_photos(recognizer, args):
+    items = list_images(args.paths)
+    if not items:
+        raise cli.UserError(f"no image files in {', '.join(args.paths)} ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
     entries, failed = [], 0
-    for path in list_images(args.paths):
+    for (path, _), stem in zip(items, output_stems(items)):
         entry = {"path": path, "faces": [], "error": None}
         entries.append(entry)
         try:
-            gray = read_gray(path)
+            image = read_image(path)
         except PhotoError as e:
             entry["error"] = str(e)
             failed += 1
             print(f"error: {path}: {e}", file=sys.stderr)
             continue
-        entry["faces"], faces, attention = classify(classifier, detector, gray, args)
+        entry["faces"], inputs, attention = recognizer.analyse(image, largest=args.largest, attention=bool(args.explain))
         if not args.json:
             if not entry["faces"]:
                 print(f"{path}: no face found")
-            for r in entry["faces"]:
-                print(f"{path}: face at {tuple(r['box'])}: {r['emotion']} {r['probabilities'][r['emotion']]:.2f}")
-        stem = os.path.splitext(os.path.basename(path))[0]
+            for face in entry["faces"]:
+                print(f"{path}: face at {tuple(face['box'])}: {face['emotion']} {face['probabilities'][face['emotion']]:.2f}")
         if args.annotate:
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
-            image = image if image is not None else cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-            cv2.imwrite(os.path.join(args.annotate, f"{stem}.png"), draw(image, entry["faces"]))
-        if attention is not None:
-            for k, (face, weights) in enumerate(zip(faces, attention)):
-                cv2.imwrite(os.path.join(args.explain, f"{stem}_face{k + 1}_attention.png"), attention_map(face, weights))
+            write_image(os.path.join(args.annotate, stem + ".png"), draw(image, entry["faces"]))
+        for k, (face, weights) in enumerate(zip(inputs, attention if attention is not None else ())):
+            write_image(os.path.join(args.explain, f"{stem}_face{k + 1}_attention.png"), attention_map(face, weights))
     if args.json:
         print(json.dumps(entries, indent=2))
-    if not entries:
-        raise cli.UserError(f"no image files in {', '.join(args.paths)}")
     return 1 if failed else 0
 
 
-def predict_stream(classifier, detector, args):
-    """Camera or video: boxes and emotions on every frame, shown in a window if OpenCV has one, else written out."""
-    source = args.camera if args.camera is not None else args.video
-    capture = cv2.VideoCapture(source)
-    if not capture.isOpened():
-        raise cli.UserError(f"cannot open {'camera ' + str(source) if args.camera is not None else source}")
-    writer, window = None, True
-    frame_no = 0
+def open_stream(args):
+    """--camera N or --video FILE -> an opened cv2.VideoCapture, or a one-line UserError."""
+    if args.camera is not None:
+        with captured_stderr():  # V4L2's complaints about a missing device; ours follows in one line
+            capture = cv2.VideoCapture(args.camera)
+        if not capture.isOpened():
+            raise cli.UserError(f"cannot open camera {args.camera}; is a camera connected, and is the index right "
+                                "(0 is the first)?")
+        return capture
+    if not os.path.isfile(args.video):
+        raise cli.UserError(f"{args.video}: no such video file")
+    with captured_stderr():  # FFmpeg's own complaints about a bad file; ours follows in one line
+        capture = cv2.VideoCapture(args.video)
+        ok, _ = capture.read() if capture.isOpened() else (False, None)
+    if not ok:
+        raise cli.UserError(f"{args.video}: cannot read it as a video (not a video file, or a format this OpenCV cannot decode)")
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    return capture
+
+
+def predict_stream(recognizer, args):
+    """Camera or video: emotions of the faces in every N-th frame.
+
+    --csv writes one row per face per frame; --annotate writes the video with
+    boxes drawn; a camera without either is shown in a window where OpenCV has one.
+    The CSV and video are written under temporary names and renamed when the
+    stream ends, so an interrupted run leaves neither half-written.
+    """
+    from tqdm import tqdm
+
+    capture = open_stream(args)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if args.video else 0
+    outputs, writer, table, window = [], None, None, args.camera is not None and not (args.annotate or args.csv)
+    if args.csv:
+        outputs.append((f"{args.csv}.tmp-{os.getpid()}", args.csv))
+        csv_file = open(outputs[-1][0], "w", newline="")
+        table = csv.writer(csv_file)
+        table.writerow(["frame", "time_s", "face", "x", "y", "w", "h", "emotion", *EMOTIONS])
+    progress = tqdm(total=total or None, unit="frame", disable=not args.video, file=sys.stderr)
+    frame_no, rows = -1, 0
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
                 break
             frame_no += 1
-            results, _, _ = classify(classifier, detector, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), args)
-            draw(frame, results)
+            progress.update()
+            if frame_no % args.every:
+                continue
+            faces, _, _ = recognizer.analyse(frame, largest=args.largest)
+            for k, face in enumerate(faces):
+                if table:
+                    table.writerow([frame_no, f"{frame_no / fps:.3f}", k + 1, *face["box"], face["emotion"],
+                                    *(f"{face['probabilities'][e]:.4f}" for e in EMOTIONS)])
+                    rows += 1
             if args.annotate:
                 if writer is None:
-                    out = os.path.join(args.annotate, "annotated.mp4")
-                    writer = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), capture.get(cv2.CAP_PROP_FPS) or 25,
+                    final = os.path.join(args.annotate, "annotated.mp4")
+                    outputs.append((os.path.join(args.annotate, f".annotated-{os.getpid()}.mp4"), final))
+                    writer = cv2.VideoWriter(outputs[-1][0], cv2.VideoWriter_fourcc(*"mp4v"), fps / args.every,
                                              (frame.shape[1], frame.shape[0]))
-                writer.write(frame)
+                writer.write(draw(frame, faces))
             if window:
                 try:
-                    cv2.imshow("emotions (q quits)", frame)
+                    cv2.imshow("emotions (q quits)", draw(frame, faces))
                     if cv2.waitKey(1) & 0xFF == ord("q"):
                         break
                 except cv2.error:  # a headless OpenCV build has no windows
-                    window = False
-                    if not args.annotate:
-                        raise cli.UserError("this OpenCV has no display windows; pass --annotate OUT_DIR to save the video") from None
-            print(f"frame {frame_no}: " + (", ".join(f"{r['emotion']} at {tuple(r['box'])}" for r in results) or "no face"))
+                    raise cli.UserError("this OpenCV has no display windows; pass --annotate OUT_DIR or --csv OUT.csv "
+                                        "to save the results") from None
+            if not (args.csv or args.video):
+                print(f"frame {frame_no}: " + (", ".join(f"{f['emotion']} at {tuple(f['box'])}" for f in faces) or "no face"))
+    except BaseException:
+        for tmp, _ in outputs:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
     finally:
+        progress.close()
         capture.release()
         if writer is not None:
             writer.release()
+        if table:
+            csv_file.close()
+    for tmp, final in outputs:
+        os.replace(tmp, final)
+    done = frame_no + 1
+    print(f"{done} frames read, {len(range(0, done, args.every))} classified"
+          + (f"; {rows} face rows written to {args.csv}" if args.csv else "")
+          + (f"; annotated video in {os.path.join(args.annotate, 'annotated.mp4')}" if writer is not None else ""),
+          file=sys.stderr)
     return 0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders of them")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders of them (walked recursively)")
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("--model", default="acnn_alstm", help="model name, meaning checkpoints/NAME (default: %(default)s)")
+    who.add_argument("--model", default=DEFAULT_MODEL, help="model name, meaning checkpoints/NAME (default: %(default)s, "
+                     "the ACNN-ALSTM fine-tuned for photos)")
     who.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder written by train.py")
+    parser.add_argument("--detector", default="yunet", choices=DETECTORS,
+                        help="face detector: yunet (a small CNN, with landmarks, default) or haar (OpenCV's cascade, boxes only)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {path, faces, error}")
-    parser.add_argument("--annotate", metavar="OUT_DIR", help="write each image with boxes and emotions drawn")
+    parser.add_argument("--annotate", metavar="OUT_DIR", help="write each image (or the video) with boxes and emotions drawn")
     parser.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
-    parser.add_argument("--largest", action="store_true", help="keep only the largest face of each image")
+    parser.add_argument("--largest", action="store_true", help="keep only the largest face of each image or frame")
     parser.add_argument("--explain", metavar="OUT_DIR", help="save the local attention heat map of each face (ACNN-ALSTM)")
     stream = parser.add_mutually_exclusive_group()
-    stream.add_argument("--camera", type=int, metavar="N", help="classify faces live from camera N")
+    stream.add_argument("--camera", type=int, metavar="N", help="classify faces live from camera N (0 is the first)")
     stream.add_argument("--video", metavar="FILE", help="classify faces in a video file")
+    parser.add_argument("--csv", metavar="OUT.csv", help="with --video/--camera: one row per face per frame "
+                        "(frame, time_s, face, x, y, w, h, emotion, then the 7 probabilities)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="with --video/--camera: classify every N-th frame (default: 1)")
     args = parser.parse_args()
-    streaming = args.camera is not None or args.video
+    streaming = args.camera is not None or args.video is not None
+    if streaming and args.paths:
+        parser.error(f"image paths ({' '.join(args.paths)}) cannot be combined with --video or --camera; run them separately")
     if not args.paths and not streaming:
         parser.error("give at least one image file or folder, or --camera / --video")
-
-    classifier = checkpoints.Classifier(checkpoints.resolve(args.checkpoint, args.model))
-    if args.explain and "local_attention" not in classifier.tensors.end_points:
-        raise cli.UserError(f"--explain needs a model with local attention; {classifier.name} has none (try --model acnn_alstm)")
-    for out in (args.annotate, args.explain):
+    if not streaming and (args.csv or args.every != 1):
+        parser.error("--csv and --every apply to --video and --camera only")
+    if args.every < 1:
+        parser.error(f"--every must be at least 1, got {args.every}")
+    if args.camera is not None and args.camera < 0:
+        parser.error(f"--camera must be a camera index, 0 or more; got {args.camera}")
+    if streaming and args.explain:
+        parser.error("--explain applies to image files only")
+    for flag, out in (("--annotate", args.annotate), ("--explain", args.explain)):
         if out:
-            os.makedirs(out, exist_ok=True)
-    detector = None if args.no_detect else FaceDetector()
-    return (predict_stream if streaming else predict_photos)(classifier, detector, args)
+            cli.output_folder(out, flag)
+    if args.csv:
+        cli.output_folder(os.path.dirname(os.path.abspath(args.csv)), "--csv")
+        if os.path.isdir(args.csv):
+            raise cli.UserError(f"--csv {args.csv}: is a folder; give a file name such as emotions.csv")
+
+    from ferkit import checkpoints
+    checkpoints.read_config(checkpoints.resolve(args.checkpoint, args.model))  # a wrong name: before TensorFlow loads
+    from ferkit.recognizer import Recognizer  # imports TensorFlow: after the arguments are checked
+    recognizer = Recognizer(args.model, args.checkpoint, detector=None if args.no_detect else args.detector)
+    if args.explain and "local_attention" not in recognizer.classifier.tensors.end_points:
+        raise cli.UserError(f"--explain needs a model with local attention; {recognizer.name} has none (try --model acnn_alstm)")
+    return (predict_stream if streaming else predict_photos)(recognizer, args)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import os
 import time
 
-from fer import cli, data
+from ferkit import cli, data
 
 DEFAULT_CSV = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz")
                     if os.path.exists(p)), "data/fer2013.csv")

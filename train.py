@@ -1,27 +1,28 @@
 """Train a model on FER-2013's Training split, choosing checkpoints on PublicTest.
 
     python train.py --model acnn_alstm [--data PATH] [--epochs N] [--batch-size N]
-                    [--lr X] [--checkpoint-dir checkpoints/<model>] [--seed N]
+                    [--lr X] [--checkpoint-dir checkpoints/<model>] [--seed N] [--overwrite]
 
 --data takes the cache preprocess.py writes or any layout it reads.  After
 each epoch the model is scored on PublicTest; the best weights go to
 <dir>/best, everything needed to resume to <dir>/last.  PrivateTest is never
-read.  Ctrl-C saves and stops; the same command again resumes where it stopped.
+read.  Ctrl-C saves and stops; the same command again resumes where it stopped,
+also after the process was killed (kill -9, power loss): state.json is written
+last, and whatever it does not name is removed on the next start.  A folder
+holding a finished model (such as the shipped ones) is never trained into
+unless --overwrite says so.
 """
 import argparse
 import csv
 import math
 import os
+import signal
 import time
 
 import numpy as np
-from tqdm import tqdm
 
 import models
-from fer import checkpoints, cli, data
-from fer.faces import to_model_input
-
-tf = cli.quiet_tensorflow()
+from ferkit import cli
 
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
@@ -32,6 +33,8 @@ LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss",
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, choices=sorted(models.MODELS), help="which model to train")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train into a folder that holds a finished model, replacing it (its weights, log and reports)")
     parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or any FER-2013 download (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs of the cosine schedule (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
@@ -44,11 +47,38 @@ def parse_args():
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model hyperparameter, e.g. --set dropout=0.4 (repeatable)")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (for smoke tests)")
-    return parser.parse_args()
+    parser.add_argument("--init-from", metavar="DIR",
+                        help="start from the best weights of this checkpoint folder (same model and hyperparameters) "
+                             "instead of random ones: fine-tuning")
+    args = parser.parse_args()
+    check_options(parser, args)
+    return args
+
+
+def check_options(parser, args):
+    """Every option in its valid range, before TensorFlow is imported or anything is written."""
+    finite = lambda x: x == x and abs(x) != float("inf")  # noqa: E731
+    rules = [
+        (args.epochs >= 1, f"--epochs must be at least 1, got {args.epochs}"),
+        (args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}"),
+        (args.max_steps is None or args.max_steps >= 1, f"--max-steps must be at least 1, got {args.max_steps}"),
+        (finite(args.lr) and args.lr > 0, f"--lr must be a positive number (such as 1e-3), got {args.lr}"),
+        (finite(args.warmup_epochs) and args.warmup_epochs >= 0, f"--warmup-epochs must be 0 or more, got {args.warmup_epochs}"),
+        (finite(args.label_smoothing) and 0 <= args.label_smoothing < 1,
+         f"--label-smoothing must be in [0, 1), got {args.label_smoothing}"),
+        (args.patience >= 1, f"--patience must be at least 1, got {args.patience}"),
+        (0 <= args.seed < 2 ** 32, f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            parser.error(message)
+    for item in args.set:
+        if "=" not in item or not item.partition("=")[0]:
+            parser.error(f"--set {item}: expected NAME=VALUE, such as --set dropout=0.4")
 
 
 def model_hparams(name, overrides):
-    """Defaults of model `name`, with NAME=VALUE overrides converted to the default's type."""
+    """Defaults of model `name`, with NAME=VALUE overrides converted to the default's type and range-checked."""
     hparams = models.default_hparams(name)
     for item in overrides:
         key, _, value = item.partition("=")
@@ -58,30 +88,140 @@ def model_hparams(name, overrides):
             hparams[key] = type(hparams[key])(value)
         except ValueError:
             raise cli.UserError(f"--set {item}: {value!r} is not a {type(hparams[key]).__name__}") from None
+    try:
+        models.check_hparams(name, hparams)
+    except ValueError as e:
+        raise cli.UserError(f"--set: {e}") from None
     return hparams
 
 
-def prepare_folder(folder, config):
-    """Create or reuse the checkpoint folder; refuse one made for another model or schedule."""
+def step_of(path):
+    """checkpoint path prefix .../model.ckpt-STEP -> STEP, or None."""
+    return int(path.rsplit("-", 1)[1]) if path else None
+
+
+def read_state(folder):
+    """The committed training state of a folder, or None when it holds no training.
+
+    state.json is the commit point of every save: it names the one best and one last
+    checkpoint and holds the log rows.  Files it does not name are leftovers of a killed run.
+    Folders written before it named them (the shipped ones) get the names from the index files.
+    """
+    from ferkit import checkpoints
+    path = os.path.join(folder, "state.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        state = checkpoints.read_json(path)
+    except ValueError as e:
+        raise cli.UserError(f"{path}: unreadable ({e}); move the folder away or pass another --checkpoint-dir") from None
+    state.setdefault("best_step", step_of(checkpoints.latest(folder, "best")))
+    state.setdefault("step", step_of(checkpoints.latest(folder, "last")))
+    if "log" not in state and os.path.exists(os.path.join(folder, "log.csv")):
+        with open(os.path.join(folder, "log.csv")) as f:
+            state["log"] = list(csv.DictReader(f))[:state.get("epoch", 0)]
+    return state
+
+
+def is_finished(folder, config_path, state):
+    """A folder holds a finished model when its training says so, or when it has best
+    weights but nothing to resume from (the shipped models)."""
+    from ferkit import checkpoints
+    if state and state.get("finished"):
+        return True
+    if not os.path.exists(config_path) or not checkpoints.latest(folder, "best"):
+        return False
+    old = checkpoints.read_json(config_path)
+    done = state and state.get("epoch", 0) >= old.get("settings", {}).get("epochs", float("inf"))
+    return bool(done or not checkpoints.latest(folder, "last"))
+
+
+def clear_folder(folder):
+    """--overwrite: remove what train.py and evaluate.py wrote in folder (nothing else)."""
+    import shutil
+    for name in os.listdir(folder):
+        full = os.path.join(folder, name)
+        if name in ("best", "last") and os.path.isdir(full):
+            shutil.rmtree(full)
+        elif name in ("state.json", "log.csv", "curves.png", "config.json") or name.startswith(("events.out.tfevents", "eval_")):
+            os.remove(full)
+
+
+def prepare_folder(folder, config, overwrite):
+    """Create or reuse the checkpoint folder -> the committed state to resume from (None: start afresh).
+
+    Refuses a folder made for another model or schedule, and one holding a finished model
+    unless overwrite.  Removes what a killed run left behind.
+    """
+    from ferkit import checkpoints
+    cli.output_folder(folder, "--checkpoint-dir")
     path = os.path.join(folder, checkpoints.CONFIG)
+    state = read_state(folder)
+    if is_finished(folder, path, state):
+        if not overwrite:
+            raise cli.UserError(f"{folder} holds a finished model (best/ weights, nothing to resume); nothing was changed. "
+                                "Pass another --checkpoint-dir, or --overwrite to replace it")
+        clear_folder(folder)
+        state = None
     if os.path.exists(path):
         old = checkpoints.read_config(folder)
         if old["model"] != config["model"]:
             raise cli.UserError(f"{folder} holds a {old['model']} checkpoint, not {config['model']}; "
                                 "pass another --checkpoint-dir (nothing was overwritten)")
-        if checkpoints.latest(folder, "last"):
+        if state and state.get("step") is not None:
             changed = [k for k in SCHEDULE_KEYS if old["settings"].get(k) != config["settings"].get(k)]
             changed += [k for k in config["hparams"] if old["hparams"].get(k) != config["hparams"][k]]
             if changed:
                 raise cli.UserError(f"{folder} was trained with other settings ({', '.join(changed)}: "
                                     f"{', '.join(str(old['settings'].get(k, old['hparams'].get(k))) for k in changed)}); "
                                     "rerun with the same ones to resume, or pass another --checkpoint-dir")
-    os.makedirs(folder, exist_ok=True)
+    checkpoints.tidy(folder, state)
+    if state is None or state.get("step") is None:
+        state = None
     checkpoints.write_json(path, config)
+    write_log(folder, state["log"] if state and "log" in state else None)
+    return state
+
+
+def write_log(folder, rows):
+    """log.csv from the committed log rows (atomically); rows None keeps an existing log as it is."""
+    path = os.path.join(folder, "log.csv")
+    if rows is None and os.path.exists(path):
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([LOG_FIELDS] + [[r[k] for k in LOG_FIELDS] for r in rows or []])
+    os.replace(tmp, path)
+
+
+def fault_point(name):
+    """Test hook for the kill -9 tests: FERKIT_KILL_AT=NAME:N kills this process, as SIGKILL
+    would at a random moment, the N-th time it passes the point NAME of the save sequence."""
+    spec = os.environ.get("FERKIT_KILL_AT", "")
+    if spec.partition(":")[0] == name:
+        fault_point.count = getattr(fault_point, "count", 0) + 1
+        if fault_point.count == int(spec.partition(":")[2] or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def init_weights(session, net, source, config):
+    """Restore the model variables from source's best/ weights (fine-tuning); the optimizer starts fresh."""
+    from ferkit import checkpoints
+    from models.layers import tf
+    old = checkpoints.read_config(source)
+    if (old["model"], old["hparams"]) != (config["model"], config["hparams"]):
+        raise cli.UserError(f"--init-from {source}: holds {old['model']} {old['hparams']}, "
+                            f"not {config['model']} {config['hparams']}; fine-tune the same model")
+    path = checkpoints.latest(source, "best")
+    if path is None:
+        raise cli.UserError(f"--init-from {source}: no weights in best/")
+    tf.train.Saver(net.model_variables).restore(session, path)
+    print(f"starting from {path}")
 
 
 def learning_rate(step, peak, warmup_steps, total_steps):
     """Linear warm-up to `peak`, then cosine decay to zero at total_steps (a function of the global step)."""
+    from models.layers import tf
     step = tf.cast(step, tf.float32)
     warm = peak * (step + 1.0) / max(warmup_steps, 1)
     progress = tf.minimum((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
@@ -126,12 +266,19 @@ def plot_curves(log_path, out_path):
 
 def main():
     args = parse_args()
+    from tqdm import tqdm
+
+    from ferkit import checkpoints, data
+    from ferkit.faces import to_model_input
+    from models.layers import tf
     folder = args.checkpoint_dir or checkpoints.resolve(model=args.model)
+    hparams = model_hparams(args.model, args.set)
     loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))  # never PrivateTest
     for note in loaded.notes:
         print(f"note: {note}")
-    if "PublicTest" not in loaded.splits:
-        raise cli.UserError(f"{args.data}: no PublicTest split to choose checkpoints on")
+    if len(loaded.splits.get("PublicTest", ((), ()))[1]) == 0:
+        raise cli.UserError(f"{args.data}: no PublicTest faces to choose checkpoints on; give a data set with a "
+                            "PublicTest split (or more Training rows, of which preprocess carves one)")
     train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
     train_x, val_x = to_model_input(train_images), to_model_input(val_images)
@@ -142,9 +289,9 @@ def main():
     total_steps = args.epochs * steps_per_epoch
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "warmup_epochs": args.warmup_epochs,
                 "label_smoothing": args.label_smoothing, "patience": args.patience, "seed": args.seed,
-                "data": args.data, "data_size": len(train_labels), "optimizer": "adam"}
-    config = {"model": args.model, "hparams": model_hparams(args.model, args.set), "settings": settings}
-    prepare_folder(folder, config)
+                "data": args.data, "data_size": len(train_labels), "optimizer": "adam", "init_from": args.init_from}
+    config = {"model": args.model, "hparams": hparams, "settings": settings}
+    state = prepare_folder(folder, config, args.overwrite)
     print(f"model {args.model} {config['hparams']}")
     print(f"settings {settings}")
     print(f"Training {len(train_labels)} faces, PublicTest {len(val_labels)}; {steps_per_epoch} steps/epoch; saving to {folder}")
@@ -158,31 +305,40 @@ def main():
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(net.logits, 1, output_type=tf.int32), net.labels), tf.int32))
     summaries = tf.summary.merge([tf.summary.scalar("loss", cross_entropy), tf.summary.scalar("learning_rate", lr),
                                   tf.summary.scalar("accuracy", tf.cast(correct, tf.float32) / tf.cast(tf.shape(net.labels)[0], tf.float32))])
-    best_saver = tf.train.Saver(net.model_variables, max_to_keep=1)
-    last_saver = tf.train.Saver(max_to_keep=1)
+    # max_to_keep=None: TensorFlow deletes nothing; commit() keeps exactly the checkpoints state.json names.
+    best_saver = tf.train.Saver(net.model_variables, max_to_keep=None)
+    last_saver = tf.train.Saver(max_to_keep=None)
     n_params = sum(int(np.prod(v.shape)) for v in tf.trainable_variables())
     print(f"{n_params:,} parameters")
 
     state_path = os.path.join(folder, "state.json")
-    log_path = os.path.join(folder, "log.csv")
     with tf.Session() as session:
-        def save_last(step):  # everything, optimizer state included; no .meta: config.json rebuilds the graph
-            last_saver.save(session, os.path.join(folder, "last", "model.ckpt"), global_step=step, write_meta_graph=False)
+        def save(which, saver, step):
+            # write_state=False: the index file moves to the new checkpoint only after state.json commits it.
+            saver.save(session, os.path.join(folder, which, checkpoints.CHECKPOINT_PREFIX), global_step=step,
+                       write_meta_graph=False, write_state=False)
+
+        def commit(new_state):
+            """The save sequence's commit point: state.json, then index files, log and clean-up follow it."""
+            fault_point("before_state")
+            checkpoints.write_json(state_path, new_state)
+            fault_point("after_state")
+            checkpoints.tidy(folder, new_state)
+            write_log(folder, new_state["log"])
 
         session.run(tf.global_variables_initializer())
-        resume = checkpoints.latest(folder, "last")
-        state = {"epoch": 0, "best_accuracy": 0.0, "best_epoch": 0}
-        if resume:
-            last_saver.restore(session, resume)
-            if os.path.exists(state_path):
-                state = checkpoints.read_json(state_path)
-        step = int(session.run(global_step))
-        if resume:
-            print(f"resuming from {resume} at step {step} (epoch {step // steps_per_epoch + 1})")
+        if state:
+            last_saver.restore(session, os.path.join(folder, "last", f"{checkpoints.CHECKPOINT_PREFIX}-{state['step']}"))
+            state.setdefault("log", [])
         else:
-            with open(log_path, "w", newline="") as f:
-                csv.writer(f).writerow(LOG_FIELDS)
-        writer = tf.summary.FileWriter(folder, session.graph if not resume else None)
+            state = {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
+                     "finished": False, "log": []}
+            if args.init_from:
+                init_weights(session, net, args.init_from, config)
+        step = int(session.run(global_step))
+        if state["step"] is not None:
+            print(f"resuming from {folder}/last at step {step} (epoch {step // steps_per_epoch + 1})")
+        writer = tf.summary.FileWriter(folder, session.graph if state["step"] is None else None)
         stopped_early, bar = False, None
         try:
             while step < total_steps and not (args.max_steps and step >= args.max_steps):
@@ -206,10 +362,10 @@ def main():
                         fetches.append(summaries)
                     out = session.run(fetches, feed)
                     if not np.isfinite(out[1]):
-                        last = checkpoints.latest(folder, "last")
-                        kept = f"the last good checkpoint, {last}, is kept" if last else "nothing was saved"
+                        kept = (f"the last saved state (step {state['step']}) is kept" if state["step"] is not None
+                                else "nothing was saved")
                         raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); {kept}; "
-                                            "try a lower --lr")
+                                            f"the learning rate {args.lr:g} is probably too high: try --lr {args.lr / 10:g}")
                     step += 1
                     if len(out) == 4:
                         writer.add_summary(out[3], step)
@@ -227,18 +383,18 @@ def main():
                 seconds = time.perf_counter() - start
                 val_loss, val_acc = evaluate(session, net, cross_entropy, val_x, val_labels)
                 epoch += 1
+                new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [dict(zip(LOG_FIELDS, (
+                    epoch, step, f"{session.run(lr):.6g}", f"{np.mean(losses):.4f}", f"{hits / seen:.4f}",
+                    f"{val_loss:.4f}", f"{val_acc:.4f}", f"{seconds:.1f}", f"{seen / seconds:.0f}")))])
                 improved = val_acc > state["best_accuracy"]
                 if improved:
-                    best_saver.save(session, os.path.join(folder, "best", "model.ckpt"), global_step=step,
-                                    latest_filename="checkpoint", write_meta_graph=False)
-                    state.update(best_accuracy=val_acc, best_epoch=epoch)
-                save_last(step)
-                state["epoch"] = epoch
-                checkpoints.write_json(state_path, state)
-                with open(log_path, "a", newline="") as f:
-                    csv.writer(f).writerow([epoch, step, f"{session.run(lr):.6g}", f"{np.mean(losses):.4f}",
-                                            f"{hits / seen:.4f}", f"{val_loss:.4f}", f"{val_acc:.4f}",
-                                            f"{seconds:.1f}", f"{seen / seconds:.0f}"])
+                    save("best", best_saver, step)
+                    new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
+                    fault_point("after_best")
+                save("last", last_saver, step)
+                fault_point("after_last")
+                commit(new_state)
+                state = new_state
                 writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="val_accuracy", simple_value=val_acc),
                                                      tf.Summary.Value(tag="val_loss", simple_value=val_loss)]), step)
                 writer.flush()
@@ -249,14 +405,21 @@ def main():
             if bar is not None:
                 bar.close()
             step = int(session.run(global_step))  # Ctrl-C may land after a step ran but before we counted it
-            save_last(step)
+            save("last", last_saver, step)
+            commit(dict(state, step=step))
             print(f"\ninterrupted: saved step {step} to {folder}/last; run the same command to resume")
             return 130
         finally:
             writer.close()
-        if step % steps_per_epoch:
-            save_last(step)
-    plot_curves(log_path, os.path.join(folder, "curves.png"))
+        if step != state["step"]:  # --max-steps stopped mid-epoch
+            save("last", last_saver, step)
+            state = dict(state, step=step)
+        state["finished"] = stopped_early or step >= total_steps
+        commit(state)
+    if state["best_step"] is None:
+        print(f"stopped at step {step}, before the first epoch ended: no best weights yet; run the same command to go on")
+        return 0
+    plot_curves(os.path.join(folder, "log.csv"), os.path.join(folder, "curves.png"))
     done = "stopped early" if stopped_early else ("finished" if step >= total_steps else f"stopped at step {step}")
     print(f"{done}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}; "
           f"weights in {folder}/best, curves in {folder}/curves.png")

@@ -18,8 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-from fer import checkpoints  # noqa: E402
-from fer.faces import to_model_input  # noqa: E402
+from ferkit import checkpoints  # noqa: E402
+from ferkit.faces import to_model_input  # noqa: E402
 from models.layers import tf  # noqa: E402
 
 

@@ -1,9 +1,10 @@
-"""Photo-to-emotion latency: decode + face detection + classification of a 640x480 photo.
+"""Photo-to-emotion latency: decode + face detection + alignment + classification of a 640x480 photo.
 
-    python benchmarks/bench_predict.py [--model acnn_alstm] [--runs 50]
+    python benchmarks/bench_predict.py [--model acnn_alstm_photo] [--detector yunet] [--runs 50]
 
-Prints the median and quartiles of the per-photo time after start-up, the
-split between decoding, detection and classification, and the wall time of
+Prints the median and quartiles of the per-photo time after start-up (the
+path predict.py and ferkit.Recognizer take), the split between decoding,
+detection, alignment and classification, and the median wall time of
 `python predict.py samples/astronaut.png` from start to its first result.
 """
 import argparse
@@ -17,8 +18,10 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fer import checkpoints  # noqa: E402
-from fer.photos import FaceDetector, crop_faces, read_gray  # noqa: E402
+from ferkit import DEFAULT_MODEL  # noqa: E402
+from ferkit.faces import crop_face  # noqa: E402
+from ferkit.photos import read_image  # noqa: E402
+from ferkit.recognizer import Recognizer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
@@ -33,35 +36,43 @@ def photo_640x480(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="acnn_alstm", help="(default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=50, help="(default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="(default: %(default)s, predict.py's)")
+    parser.add_argument("--detector", default="yunet", choices=("yunet", "haar"), help="(default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=50, help="timed photos (default: %(default)s)")
+    parser.add_argument("--starts", type=int, default=5, help="timed predict.py start-ups (default: %(default)s)")
     args = parser.parse_args()
 
     path = os.path.join(tempfile.mkdtemp(), "photo.jpg")
     photo_640x480(path)
-    classifier = checkpoints.Classifier(checkpoints.resolve(model=args.model))
-    detector = FaceDetector()
-    classifier.predict(crop_faces(read_gray(path), detector.detect(read_gray(path))))  # warm-up
+    recognizer = Recognizer(args.model, detector=args.detector)
+    detector, classifier = recognizer.detector, recognizer.classifier
+    recognizer.recognize(path)  # warm-up
     parts = []
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        gray = read_gray(path)
+        image = read_image(path)
         t1 = time.perf_counter()
-        boxes = detector.detect(gray)
+        detections = detector.detect(image)
         t2 = time.perf_counter()
-        classifier.predict(crop_faces(gray, boxes))
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        faces = np.stack([crop_face(gray, d.box, d.landmarks) for d in detections])[..., None]
         t3 = time.perf_counter()
-        parts.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+        classifier.predict(faces)
+        t4 = time.perf_counter()
+        parts.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0))
     parts = np.array(parts) * 1000
-    q1, median, q3 = np.percentile(parts[:, 3], [25, 50, 75])
-    print(f"{args.model}: 640x480 photo, {len(boxes)} face(s), {args.runs} runs")
-    print(f"per photo: median {median:.1f} ms (quartiles {q1:.1f}-{q3:.1f}); "
-          f"decode {np.median(parts[:, 0]):.1f}, detect {np.median(parts[:, 1]):.1f}, classify {np.median(parts[:, 2]):.1f} ms")
-
-    start = time.perf_counter()
-    subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), SAMPLE, "--model", args.model],
-                   check=True, capture_output=True, cwd=ROOT)
-    print(f"start to first result (python predict.py {os.path.relpath(SAMPLE, ROOT)}): {time.perf_counter() - start:.2f} s")
+    q1, median, q3 = np.percentile(parts[:, 4], [25, 50, 75])
+    print(f"{args.model} with {args.detector}: 640x480 photo, {len(detections)} face(s), {args.runs} runs")
+    print(f"per photo: median {median:.1f} ms (quartiles {q1:.1f}-{q3:.1f}); decode {np.median(parts[:, 0]):.1f}, "
+          f"detect {np.median(parts[:, 1]):.1f}, align {np.median(parts[:, 2]):.2f}, classify {np.median(parts[:, 3]):.1f} ms")
+    timed = []
+    for _ in range(args.starts):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), SAMPLE, "--model", args.model,
+                        "--detector", args.detector], check=True, capture_output=True, cwd=ROOT)
+        timed.append(time.perf_counter() - start)
+    print(f"start to first result (python predict.py {os.path.relpath(SAMPLE, ROOT)}): median {np.median(timed):.2f} s "
+          f"of {args.starts} (min {min(timed):.2f}, max {max(timed):.2f})")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/bench_preprocess.py [--csv ../shared/data/fer2013.csv.gz] [--runs 3]
 
 Baseline: pandas.read_csv, then np.fromstring on each row's pixel string, as
-the original notebooks did. Ours: fer.data.load + save_cache, as preprocess.py
+the original notebooks did. Ours: ferkit.data.load + save_cache, as preprocess.py
 runs them. Each is run in a fresh process (so peak memory is its own) and
 timed end to end; prints medians, the ratio, and peak resident memory.
 """
@@ -26,7 +26,7 @@ np.savez({out!r}, images=images, labels=labels)
 """
 OURS = """
 import sys; sys.path.insert(0, {root!r})
-from fer import data
+from ferkit import data
 data.save_cache({out!r}, data.load({csv!r}).splits)
 """
 
@@ -46,7 +46,7 @@ def main():
     args = parser.parse_args()
     out = os.path.join(tempfile.mkdtemp(), "cache.npz")
     results = {}
-    for name, template in (("baseline (pandas + per-row np.fromstring)", BASELINE), ("ours (fer.data)", OURS)):
+    for name, template in (("baseline (pandas + per-row np.fromstring)", BASELINE), ("ours (ferkit.data)", OURS)):
         runs = [run(template.format(csv=args.csv, out=out, root=ROOT)) for _ in range(args.runs)]
         seconds = sorted(r[0] for r in runs)[len(runs) // 2]
         results[name] = seconds

@@ -4,21 +4,21 @@
   loss = models.loss(logits, labels, label_smoothing)
   hparams = models.default_hparams(name)
 
-images: float32 (N, 48, 48, 1) from fer.faces.to_model_input; is_training: a
+images: float32 (N, 48, 48, 1) from ferkit.faces.to_model_input; is_training: a
 bool tensor; logits: (N, 7), unscaled (softmax is applied in the loss and at
 prediction time).  Model functions read nothing but their arguments.
 """
 import functools
+import importlib
 import inspect
 
-from models import acnn_alstm, dnn
-from models.layers import tf
-
+# name -> (module under models/, fixed keyword arguments).  Modules are imported on first
+# use, so that `import models` (and a script's argument check) does not wait for TensorFlow.
 MODELS = {
-    "dnn": dnn.inference,
-    "acnn_alstm": acnn_alstm.inference,
-    "cnn_lstm": functools.partial(acnn_alstm.inference, local_attention=False, global_attention=False),
-    "cnn_alstm": functools.partial(acnn_alstm.inference, local_attention=False, global_attention=True),
+    "dnn": ("dnn", {}),
+    "acnn_alstm": ("acnn_alstm", {}),
+    "cnn_lstm": ("acnn_alstm", {"local_attention": False, "global_attention": False}),
+    "cnn_alstm": ("acnn_alstm", {"local_attention": False, "global_attention": True}),
 }
 
 
@@ -26,7 +26,8 @@ def get(name):
     """Model function for `name`; ValueError listing the known names otherwise."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
-    return MODELS[name]
+    module, fixed = MODELS[name]
+    return functools.partial(importlib.import_module(f"models.{module}").inference, **fixed)
 
 
 def default_hparams(name):
@@ -34,6 +35,24 @@ def default_hparams(name):
     params = inspect.signature(get(name)).parameters
     return {k: p.default for k, p in params.items()
             if p.default is not inspect.Parameter.empty and k not in ("num_classes", "local_attention", "global_attention")}
+
+
+def check_hparams(name, hparams):
+    """Raise ValueError saying which hyperparameter is out of its range: widths and counts
+    (ints) at least 1, dropout in [0, 1), other floats finite and at least 0."""
+    defaults = default_hparams(name)
+    for key, value in hparams.items():
+        if key not in defaults:
+            raise ValueError(f"{name} has no hyperparameter {key!r}; it has {', '.join(defaults)}")
+        if isinstance(defaults[key], int) and not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{key}={value!r}: must be a whole number, at least 1")
+        if isinstance(defaults[key], float):
+            if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{key}={value!r}: must be a finite number")
+            if key == "dropout" and not 0 <= value < 1:
+                raise ValueError(f"{key}={value!r}: must be in [0, 1) (the fraction of units dropped)")
+            if value < 0:
+                raise ValueError(f"{key}={value!r}: must be at least 0")
 
 
 def inference(name, images, is_training, **hparams):
@@ -47,6 +66,7 @@ def loss(logits, labels, label_smoothing=0.0):
     Softmax is applied here, not in the model, because the fused op is
     numerically stable where log(softmax) is not.
     """
+    from models.layers import tf
     targets = tf.one_hot(labels, logits.shape[-1])
     if label_smoothing:
         targets = targets * (1.0 - label_smoothing) + label_smoothing / float(logits.shape[-1])

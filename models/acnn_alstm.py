@@ -2,7 +2,7 @@
 
   logits, end_points = inference(images, is_training, local_attention=True, global_attention=True, ...)
 
-images: float32 (N, 48, 48, 1) from fer.faces.to_model_input; logits (N, 7).
+images: float32 (N, 48, 48, 1) from ferkit.faces.to_model_input; logits (N, 7).
 The five parts, each in its own variable scope:
   cnn               8 conv layers (32-32, 64-64, 128-128, 256-256, batch norm,
                     ReLU, max-pool after the first three pairs) -> a 6x6 grid

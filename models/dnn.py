@@ -2,7 +2,7 @@
 
   logits, end_points = inference(images, is_training, dropout=0.25, weight_decay=1e-4)
 
-images: float32 (N, 48, 48, 1) from fer.faces.to_model_input; logits (N, 7).
+images: float32 (N, 48, 48, 1) from ferkit.faces.to_model_input; logits (N, 7).
 
 Layer order follows the project's description: conv1 5x5x64 + ReLU, max-pool,
 LRN; conv2 3x3x64 + ReLU reading the *normalised* pool (the original code fed

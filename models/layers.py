@@ -5,7 +5,7 @@ Every layer opens its own variable_scope, so variable names are stable:
 Weight decay is attached as a get_variable regularizer, and models.loss()
 collects it from tf.GraphKeys.REGULARIZATION_LOSSES.
 """
-from fer.cli import quiet_tensorflow
+from ferkit.cli import quiet_tensorflow
 
 tf = quiet_tensorflow()
 

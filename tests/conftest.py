@@ -50,7 +50,7 @@ def csv_rows(labels, usages=None, seed=0):
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory):
     """A small .npz cache in preprocess.py's format: 84 Training, 28 PublicTest, 28 PrivateTest faces."""
-    from fer.data import save_cache
+    from ferkit.data import save_cache
     splits = {}
     for seed, (split, per_class) in enumerate((("Training", 12), ("PublicTest", 4), ("PrivateTest", 4))):
         labels = balanced_labels(per_class)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from fer import checkpoints, data
-from fer.faces import EMOTIONS
-from fer.metrics import classification_report, confusion_matrix
+from ferkit import checkpoints, data
+from ferkit.faces import EMOTIONS
+from ferkit.metrics import classification_report, confusion_matrix
 
 
 def test_metrics_on_a_known_answer():
@@ -62,4 +62,4 @@ def test_clear_errors(tmp_path, synthetic_cache, tiny_checkpoint):
     train_only = tmp_path / "train_only.npz"
     data.save_cache(train_only, {"Training": data.load_cache(synthetic_cache)["Training"]})
     proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, "--data", train_only)
-    assert proc.returncode == 2 and "no PrivateTest split" in proc.stderr
+    assert proc.returncode == 2 and "no PrivateTest faces (it has Training)" in proc.stderr

@@ -4,8 +4,8 @@ import pytest
 
 import models
 from conftest import balanced_labels, synthetic_faces
-from fer import checkpoints
-from fer.faces import to_model_input
+from ferkit import checkpoints
+from ferkit.faces import to_model_input
 from models.layers import tf
 
 ACNN_PARTS = {"cnn", "local_attention", "lstm", "global_attention", "logits"}

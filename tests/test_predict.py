@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_script
-from fer import checkpoints, data
-from fer.faces import EMOTIONS
+from ferkit import checkpoints, data
+from ferkit.faces import EMOTIONS
 
 SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
 # Where the astronaut's face is in the 512x512 sample (found by eye: forehead to chin, ear to ear).
@@ -30,8 +30,10 @@ def centre_in_face(box, scale=1.0, dx=0):
 def check_entry_shape(entry):
     assert set(entry) == {"path", "faces", "error"}
     for face in entry["faces"]:
-        assert set(face) == {"box", "emotion", "probabilities"}
+        assert set(face) == {"box", "score", "landmarks", "emotion", "probabilities"}
         assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+        assert face["landmarks"] is None or (len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"]))
+        assert face["score"] is None or 0 < face["score"] <= 1
         assert face["emotion"] in EMOTIONS and list(face["probabilities"]) == list(EMOTIONS)
         assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
         assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
@@ -117,6 +119,7 @@ def test_annotate_and_explain_write_images(tiny_checkpoint, tmp_path):
     drawn = cv2.imread(str(tmp_path / "ann" / "astronaut.png"))
     assert drawn.shape == (512, 512, 3) and not np.array_equal(drawn, cv2.imread(SAMPLE))
     heat = cv2.imread(str(tmp_path / "exp" / "astronaut_face1_attention.png"))
+    assert sorted(os.listdir(tmp_path / "ann")) == ["astronaut.png"]
     assert heat.shape == (192, 384, 3)
 
 
@@ -130,7 +133,7 @@ def test_prediction_and_evaluation_see_the_same_input(tiny_checkpoint, synthetic
     expected = checkpoints.Classifier(str(tiny_checkpoint)).predict(images[:5])
     for entry, probabilities in zip(result, expected):
         face, = entry["faces"]
-        assert face["box"] == [0, 0, 48, 48]
+        assert face["box"] == [0, 0, 48, 48] and face["landmarks"] is None and face["score"] is None
         np.testing.assert_allclose(list(face["probabilities"].values()), probabilities, atol=1e-4)
 
 
@@ -139,3 +142,106 @@ def test_bad_arguments(tiny_checkpoint, tmp_path):
     assert proc.returncode == 2 and "give at least one image" in proc.stderr
     proc = run_script("predict.py", SAMPLE, "--checkpoint", tmp_path)
     assert proc.returncode == 2 and "not a checkpoint folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_haar_detector_still_available(tiny_checkpoint):
+    _, result = predict(tiny_checkpoint, SAMPLE, "--detector", "haar", check=0)
+    face, = result[0]["faces"]
+    assert centre_in_face(face["box"]) and face["landmarks"] is None and face["score"] is None
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_rotated_photo_boxes_in_upright_coordinates(tiny_checkpoint, tmp_path, orientation):
+    from test_photos import exif_photo
+    _, result = predict(tiny_checkpoint, exif_photo(tmp_path / "phone.jpg", orientation), check=0)
+    face, = result[0]["faces"]
+    assert centre_in_face(face["box"])
+
+
+def test_annotate_mirrors_the_input_tree_without_collisions(tiny_checkpoint, tmp_path):
+    photo = cv2.imread(SAMPLE)
+    for rel in ("happy/a.jpg", "happy/a.png", "sad/a.jpg", "sad/deep/b.png", ".hidden/c.png"):
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "in" / rel), photo)
+    _, result = predict(tiny_checkpoint, tmp_path / "in", "--annotate", tmp_path / "out", check=0)
+    assert [os.path.relpath(e["path"], tmp_path / "in") for e in result] == \
+        ["happy/a.jpg", "happy/a.png", "sad/a.jpg", "sad/deep/b.png"]
+    written = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out")
+                     for d, _, files in os.walk(tmp_path / "out") for f in files)
+    assert written == ["happy/a.jpg.png", "happy/a.png.png", "sad/a.png", "sad/deep/b.png"]
+    # Two files of the same name from different folders, given one by one.
+    run_script("predict.py", tmp_path / "in" / "happy" / "a.jpg", tmp_path / "in" / "sad" / "a.jpg",
+               "--checkpoint", tiny_checkpoint, "--annotate", tmp_path / "out2", check=0)
+    assert sorted(os.listdir(tmp_path / "out2")) == ["happy", "sad"]
+
+
+def test_labels_of_neighbouring_faces_do_not_overlap():
+    from predict import draw
+    faces = [{"box": [100 + 60 * i, 100, 50, 50], "emotion": "happy", "landmarks": None,
+              "probabilities": {"happy": 0.9}} for i in range(4)]
+    image = np.zeros((400, 400, 3), np.uint8)
+    draw(image, faces)
+    # Each label is a filled green rectangle; count the green label pixels per row band above/below boxes.
+    green = (image[:, :, 1] == 200) & (image[:, :, 0] == 0)
+    labels = cv2.connectedComponentsWithStats(green.astype(np.uint8))[2][1:]
+    filled = [s for s in labels if s[4] > 0.5 * s[2] * s[3] and s[3] > 8]  # solid rectangles, not box outlines
+    rects = [(x, y, x + w, y + h) for x, y, w, h, _ in filled]
+    assert len(rects) >= 4
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
+def test_api_gives_the_same_faces_as_the_cli(tiny_checkpoint):
+    from ferkit import Recognizer
+    _, result = predict(tiny_checkpoint, SAMPLE, check=0)
+    recognizer = Recognizer(checkpoint=str(tiny_checkpoint))
+    assert recognizer.recognize(SAMPLE) == result[0]["faces"]
+    bgr = cv2.imread(SAMPLE)
+    assert recognizer.recognize(bgr) == result[0]["faces"]
+    assert recognizer.recognize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rgb=True) == result[0]["faces"]
+
+
+def test_video_to_csv_one_row_per_face_per_frame(tiny_checkpoint, tmp_path):
+    photo = cv2.resize(cv2.imread(SAMPLE), (320, 320), interpolation=cv2.INTER_AREA)
+    video = str(tmp_path / "clip.avi")
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 320))
+    for k in range(7):  # the face moves right; frame 3 has no face
+        frame = np.full((320, 640, 3), 60, np.uint8)
+        if k != 3:
+            frame[:, 40 * k:40 * k + 320] = photo
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "emotions.csv"
+    proc = run_script("predict.py", "--video", video, "--checkpoint", tiny_checkpoint, "--csv", out,
+                      "--every", 2, "--annotate", tmp_path / "ann", check=0)
+    rows = out.read_text().splitlines()
+    assert rows[0] == "frame,time_s,face,x,y,w,h,emotion," + ",".join(EMOTIONS)
+    frames = [r.split(",") for r in rows[1:]]
+    assert [int(r[0]) for r in frames] == [0, 2, 4, 6]  # every 2nd frame, 0..6, each with its one face
+    assert [float(r[1]) for r in frames] == [0.0, 0.2, 0.4, 0.6]
+    for r in frames:
+        assert r[2] == "1" and r[7] in EMOTIONS and abs(sum(map(float, r[8:])) - 1) < 1e-3
+    assert os.path.getsize(tmp_path / "ann" / "annotated.mp4") > 0
+    assert [f for f in os.listdir(tmp_path) if "tmp" in f] == [] and "7 frames read, 4 classified" in proc.stderr
+
+
+def test_stream_arguments_checked_before_anything_runs(tiny_checkpoint, tmp_path):
+    proc = run_script("predict.py", SAMPLE, "--video", "clip.mp4", "--checkpoint", tiny_checkpoint)
+    assert proc.returncode == 2 and "cannot be combined with --video" in proc.stderr
+    proc = run_script("predict.py", "--camera", 57, "--checkpoint", tiny_checkpoint)
+    assert proc.returncode == 2 and "cannot open camera 57" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    (tmp_path / "notes.txt").write_text("not a video\n")
+    proc = run_script("predict.py", "--video", tmp_path / "notes.txt", "--checkpoint", tiny_checkpoint)
+    assert proc.returncode == 2 and "cannot read it as a video" in proc.stderr
+    proc = run_script("predict.py", SAMPLE, "--csv", tmp_path / "x.csv", "--checkpoint", tiny_checkpoint)
+    assert proc.returncode == 2 and "apply to --video and --camera only" in proc.stderr
+
+
+def test_output_folder_that_cannot_be_written(tiny_checkpoint, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, "--annotate", tmp_path / "a_file")
+    assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, "--explain", tmp_path / "a_file" / "sub")
+    assert proc.returncode == 2 and "cannot create the folder" in proc.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REAL_CSV, balanced_labels, csv_rows, needs_real_data, run_script, synthetic_faces
-from fer.data import load_cache
+from ferkit.data import load_cache
 
 SPLIT_OF = {0: "Training", 1: "PublicTest", 2: "PrivateTest"}
 

@@ -9,7 +9,7 @@ small fraction of a training step (benchmarks/bench_train.py measures it).
 """
 import math
 
-from fer.cli import quiet_tensorflow
+from ferkit.cli import quiet_tensorflow
 
 tf = quiet_tensorflow()
 

@@ -18,11 +18,11 @@ from types import SimpleNamespace
 import numpy as np
 
 import models
-from fer.augment import augment as augment_images
-from fer.cli import UserError, quiet_tensorflow
-from fer.faces import IMAGE_SIZE, to_model_input, tta_views
+from ferkit.cli import UserError, quiet_tensorflow, read_json, write_json  # noqa: F401 (re-exported)
+from ferkit.faces import IMAGE_SIZE, to_model_input, tta_views
 
-tf = quiet_tensorflow()
+# TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding and
+# checking a checkpoint folder (resolve, read_config's first check, latest) must not wait seconds for it.
 
 CONFIG = "config.json"
 CHECKPOINT_ROOT = "checkpoints"
@@ -33,20 +33,6 @@ def resolve(checkpoint=None, model=None):
     return checkpoint if checkpoint else os.path.join(CHECKPOINT_ROOT, model)
 
 
-def write_json(path, obj):
-    """Atomic JSON write: a temporary file renamed into place."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def read_config(folder):
     path = os.path.join(folder, CONFIG)
     if not os.path.exists(path):
@@ -55,8 +41,10 @@ def read_config(folder):
     try:
         config = read_json(path)
         models.get(config["model"])
-    except (ValueError, KeyError, json.JSONDecodeError) as e:
-        raise UserError(f"{path}: not a valid checkpoint config ({e})") from None
+        models.check_hparams(config["model"], config["hparams"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path}: not a valid checkpoint config ({e}); was it edited? "
+                        "train.py writes it, evaluate.py and predict.py read it") from None
     return config
 
 
@@ -69,6 +57,8 @@ def build(config, augmentation=False, trainable=True):
     logits (N, 7), probabilities (N, 7), end_points, and model_variables
     (exactly the variables the model created, which is what best/ saves).
     """
+    from ferkit.augment import augment as augment_images
+    tf = quiet_tensorflow()
     images = tf.placeholder(tf.float32, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
     labels = tf.placeholder(tf.int32, [None], name="labels")
     # Inference-only graphs get a Python False: no run-time branches, and batch norm folds into the convs.
@@ -83,10 +73,65 @@ def build(config, augmentation=False, trainable=True):
                            model_variables=model_variables)
 
 
+CHECKPOINT_PREFIX = "model.ckpt"
+
+
 def latest(folder, which):
-    """Path prefix of the newest checkpoint in folder/which, or None."""
+    """Path prefix of the committed checkpoint in folder/which (best or last), or None.
+
+    Read from the folder's own index file by file name, never by the absolute path
+    TensorFlow may have recorded, so a folder works wherever it is copied or moved.
+    """
     sub = os.path.join(folder, which)
-    return tf.train.latest_checkpoint(sub) if os.path.isdir(sub) else None
+    try:
+        with open(os.path.join(sub, "checkpoint")) as f:
+            line = next((l for l in f if l.startswith("model_checkpoint_path:")), "")
+    except OSError:
+        return None
+    name = os.path.basename(line.split(":", 1)[-1].strip().strip('"'))
+    path = os.path.join(sub, name)
+    return path if name and os.path.exists(path + ".index") else None
+
+
+def checkpoint_files(folder, which, step):
+    """Names of the files of folder/which/model.ckpt-STEP (index and data shards)."""
+    sub, stem = os.path.join(folder, which), f"{CHECKPOINT_PREFIX}-{step}."
+    return [n for n in os.listdir(sub) if n.startswith(stem)] if os.path.isdir(sub) else []
+
+
+def point_index_at(folder, which, step):
+    """Make folder/which/checkpoint name model.ckpt-STEP (relative, atomically), or remove it if step is None."""
+    sub = os.path.join(folder, which)
+    path = os.path.join(sub, "checkpoint")
+    if step is None:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    os.makedirs(sub, exist_ok=True)
+    name = f"{CHECKPOINT_PREFIX}-{step}"
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+    os.replace(tmp, path)
+
+
+def tidy(folder, state):
+    """Leave folder/best and folder/last holding exactly the checkpoints `state` names, their index files
+    pointing at them; remove everything else there (a killed run's half-saved or uncommitted checkpoints,
+    TensorFlow's temporary files).  state None: no committed training, so both are emptied."""
+    import shutil
+    for which, key in (("best", "best_step"), ("last", "step")):
+        step = state.get(key) if state else None
+        keep = set(checkpoint_files(folder, which, step)) if step is not None else set()
+        if step is not None and not any(n.endswith(".index") for n in keep):
+            step, keep = None, set()  # the state names a checkpoint that is not there
+        sub = os.path.join(folder, which)
+        for name in (os.listdir(sub) if os.path.isdir(sub) else ()):
+            full = os.path.join(sub, name)
+            if name in keep or name == "checkpoint":
+                continue
+            shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
+        point_index_at(folder, which, step)
 
 
 def cpu_has_bfloat16():
@@ -101,11 +146,19 @@ def cpu_has_bfloat16():
 
 def session_config(bfloat16):
     """Session options; bfloat16=True lets Grappler run convolutions and matmuls in bfloat16 through oneDNN."""
+    tf = quiet_tensorflow()
     config = tf.ConfigProto()
     if bfloat16:
         from tensorflow.core.protobuf import rewriter_config_pb2
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     return config
+
+
+def _reason(error):
+    """The line of a TensorFlow error message that says what went wrong (not where in the graph)."""
+    lines = [l.strip() for l in error.message.splitlines() if l.strip()]
+    skip = ("Graph execution error", "Detected at node", "File ", "Node:", "[[")
+    return next((l for l in reversed(lines) if not l.startswith(skip)), lines[0] if lines else "unknown error")[:200]
 
 
 class Classifier:
@@ -126,19 +179,29 @@ class Classifier:
         self.path = latest(folder, which) or latest(folder, "last")
         if self.path is None:
             raise UserError(f"{folder}: no saved weights in {which}/ or last/; has training run yet?")
+        tf = quiet_tensorflow()
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.tensors = build(self.config, trainable=False)
             saver = tf.train.Saver(self.tensors.model_variables)
             self.session = tf.Session(graph=self.graph, config=session_config(self.bfloat16))
+            shards = [n for n in os.listdir(os.path.dirname(self.path))
+                      if n.startswith(os.path.basename(self.path) + ".data-")]
+            if not shards:
+                raise UserError(f"{self.path}: the weights file ({os.path.basename(self.path)}.data-*) is missing; "
+                                "copy the whole checkpoint folder again, or train again")
             try:
                 saver.restore(self.session, self.path)
-            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
-                raise UserError(f"{self.path}: checkpoint does not match {CONFIG} ({e.message.splitlines()[0]})") from None
+            except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+                raise UserError(f"{self.path}: the weights file is damaged or incomplete ({_reason(e)}); "
+                                "copy the checkpoint folder again, or train again") from None
+            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+                raise UserError(f"{self.path}: the weights do not match {CONFIG}'s model ({_reason(e)}); "
+                                f"was {CONFIG} edited, or copied from another folder?") from None
         self.graph.finalize()
 
     def predict(self, faces, batch_size=256, extra=(), tta=False):
-        if tta:  # average probabilities over mirrored and shifted views (fer.faces.tta_views)
+        if tta:  # average probabilities over mirrored and shifted views (ferkit.faces.tta_views)
             return np.mean([self.predict(v, batch_size) for v in tta_views(faces)], axis=0)
         fetches = [self.tensors.probabilities] + [self.tensors.end_points[k] for k in extra]
         outputs = [[] for _ in fetches]

@@ -13,18 +13,21 @@ Bad input raises DataError, whose message names the file, the line (or the
 image) and what is wrong; with skip_bad=True bad rows are collected in
 Loaded.skipped instead.
 """
+import gzip
 import io
 import os
 import tarfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from isal import isal_zlib
 
-from fer.cli import UserError
-from fer.faces import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS, face_to_48, one_hot
-from fer.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
+from ferkit.cli import UserError
+from ferkit.faces import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS, face_to_48, one_hot
+from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
 
 FORMATS = ("fer2013.csv[.gz], fer2013.tar.gz, icml_face_data.csv, train.csv, "
            "an image folder with train/<emotion>/ and test/<emotion>/, or a .npz cache")
@@ -58,20 +61,37 @@ def _load(path, skip_bad, seed, splits):
         raise DataError(path, None, f"no such file or folder; expected {FORMATS}")
     if os.path.isdir(path):
         return _read_image_folder(path, skip_bad, seed)
-    if path.endswith(".npz"):
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise DataError(path, None, f"cannot read it ({e.strerror or e}); check the file's permissions") from None
+    if path.endswith(".npz") or magic == b"PK\x03\x04" and _is_npz(path):
         return Loaded(load_cache(path, splits))
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    if path.endswith((".tar.gz", ".tgz", ".tar")) or (magic[:2] == b"\x1f\x8b" and tarfile.is_tarfile(path)):
-        return _read_tar(path, skip_bad, seed)
-    if magic[:4] == b"PK\x03\x04":
-        return _read_zip(path, skip_bad, seed)
-    if magic[:2] == b"\x1f\x8b":
-        from isal import igzip  # gzip at about 3x the speed of the standard library
-        with igzip.open(path, "rb") as f:
+    try:
+        if path.endswith((".tar.gz", ".tgz", ".tar")) or (magic[:2] == b"\x1f\x8b" and tarfile.is_tarfile(path)):
+            return _read_tar(path, skip_bad, seed)
+        if magic[:4] == b"PK\x03\x04":
+            return _read_zip(path, skip_bad, seed)
+        if magic[:2] == b"\x1f\x8b":
+            from isal import igzip  # gzip at about 3x the speed of the standard library
+            with igzip.open(path, "rb") as f:
+                return _read_csv(f, path, skip_bad, seed)
+        with open(path, "rb") as f:
             return _read_csv(f, path, skip_bad, seed)
-    with open(path, "rb") as f:
-        return _read_csv(f, path, skip_bad, seed)
+    except (EOFError, zlib.error, isal_zlib.error, gzip.BadGzipFile) as e:
+        raise DataError(path, None, f"the compressed file is damaged or incomplete ({e or type(e).__name__}); "
+                        "download it again") from None
+    except OSError as e:
+        raise DataError(path, None, f"cannot read it ({e.strerror or e})") from None
+
+
+def _is_npz(path):
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith(".npy") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def _pick_csv(names, path):
@@ -109,25 +129,38 @@ class _BadRow(Exception):
 def _parse_pixels(text):
     """b'p0 p1 ... p2303' -> uint8 (2304,); raises _BadRow saying what is wrong."""
     text = text.strip(b' "')
-    # Fast path: np.fromstring parses in C; a clean row has exactly 2303 single spaces.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # older NumPy only warns on unparsable text
-            values = np.fromstring(text, dtype=np.int32, sep=" ")
-    except ValueError:  # NumPy >= 2.3: "could not be read to its end"
-        values = np.zeros(0, np.int32)
-    if values.size != NUM_PIXELS or text.count(b" ") != NUM_PIXELS - 1:
-        tokens = text.split()
-        for i, token in enumerate(tokens):
-            if not token.lstrip(b"-").isdigit():
-                raise _BadRow(f"pixel {i} is {token.decode(errors='replace')!r}, not an integer")
-        if len(tokens) != NUM_PIXELS:
-            raise _BadRow(f"{len(tokens)} pixels, expected {NUM_PIXELS} ({IMAGE_SIZE}x{IMAGE_SIZE})")
-        values = np.array([int(t) for t in tokens], dtype=np.int32)
+    # Fast path: np.fromstring parses in C, for a row of only digits and single spaces.  As
+    # int64, not int32: its parser saturates a value too large for 64 bits at the int64
+    # maximum, where int32 would wrap any value beyond 32 bits to its remainder and let it pass.
+    values = None
+    if text.count(b" ") == NUM_PIXELS - 1 and not text.translate(None, b"0123456789 "):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # older NumPy only warns on unparsable text
+                values = np.fromstring(text, dtype=np.int64, sep=" ")
+        except ValueError:  # NumPy >= 2.3: "could not be read to its end"
+            values = None
+    if values is None or values.size != NUM_PIXELS:
+        return _parse_pixels_exactly(text.split())
     bad = np.flatnonzero((values < 0) | (values > 255))
     if bad.size:
-        raise _BadRow(f"pixel {bad[0]} is {values[bad[0]]}, outside 0..255")
+        return _parse_pixels_exactly(text.split())  # names the bad value exactly
     return values.astype(np.uint8)
+
+
+def _parse_pixels_exactly(tokens):
+    """The slow path of _parse_pixels, in Python integers (exact at any size); raises _BadRow."""
+    for i, token in enumerate(tokens):
+        if not token.lstrip(b"-").isdigit():
+            raise _BadRow(f"pixel {i} is {token.decode(errors='replace')!r}, not an integer")
+    if len(tokens) != NUM_PIXELS:
+        raise _BadRow(f"{len(tokens)} pixels, expected {NUM_PIXELS} ({IMAGE_SIZE}x{IMAGE_SIZE})")
+    values = [int(t) for t in tokens]
+    bad = next((i for i, v in enumerate(values) if not 0 <= v <= 255), None)
+    if bad is not None:
+        shown = str(values[bad]) if len(str(values[bad])) <= 12 else str(values[bad])[:12] + "..."
+        raise _BadRow(f"pixel {bad} is {shown}, outside 0..255")
+    return np.array(values, dtype=np.uint8)
 
 
 def _parse_label(text):
@@ -149,10 +182,16 @@ def _read_csv(stream, name, skip_bad, seed):
     header = stream.readline()
     if not header.strip():
         raise DataError(name, None, "file is empty; expected a FER-2013 CSV with columns emotion,pixels[,Usage]")
+    if header.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DataError(name, "line 1", "UTF-16 text; FER-2013's CSV is plain ASCII/UTF-8: save it as UTF-8 and try again")
     try:
         columns = [c.strip().strip('"').strip().lower() for c in header.decode("utf-8-sig").strip().split(",")]
     except UnicodeDecodeError:
-        raise DataError(name, "line 1", "not a CSV file (binary data); expected columns emotion,pixels[,Usage]") from None
+        if b"\x00" in header or b"," not in header:
+            raise DataError(name, "line 1", "binary data, not a CSV file; expected a FER-2013 CSV with columns "
+                            "emotion,pixels[,Usage]") from None
+        raise DataError(name, "line 1", "text that is not UTF-8 (Latin-1 or another code page?); "
+                        "FER-2013's CSV is plain ASCII/UTF-8: save it as UTF-8 and try again") from None
     missing = [c for c in ("emotion", "pixels") if c not in columns]
     if missing:
         raise DataError(name, "line 1", f"missing column(s) {', '.join(missing)} (found {', '.join(columns) or 'none'}); "
@@ -185,14 +224,17 @@ def _read_csv(stream, name, skip_bad, seed):
         usages.append(usage)
         n += 1
     if n == 0:
-        raise DataError(name, None, "no usable rows" if skipped else "header but no data rows")
+        if skipped:
+            where, what = skipped[0]
+            raise DataError(name, None, f"no usable rows: all {len(skipped)} data rows are bad (the first, {where}: {what})")
+        raise DataError(name, None, "header but no data rows")
 
     images = pixels[:n].reshape(n, IMAGE_SIZE, IMAGE_SIZE, 1)
     labels, usages = np.array(labels, np.int64), np.array(usages)
     splits = {s: (images[usages == i], labels[usages == i]) for i, s in enumerate(SPLITS) if (usages == i).any()}
     loaded = Loaded(splits, skipped)
     if i_usage is None:
-        _carve_validation(loaded, seed, f"{name} has no Usage column")
+        _carve_validation(loaded, seed, name, "no Usage column")
     return loaded
 
 
@@ -213,11 +255,16 @@ def _split_off(loaded, source, target, n, rng):
     loaded.splits[source] = (images[~picked], labels[~picked])
 
 
-def _carve_validation(loaded, seed, why):
-    """No PublicTest given: carve a stratified, seeded, PublicTest-sized one out of Training."""
-    n = min(3589, len(loaded.splits["Training"][1]) // 8)
+def _carve_validation(loaded, seed, name, why):
+    """No PublicTest given: carve a stratified, seeded, PublicTest-sized one (an eighth of Training, at most
+    3589 rows, at least 1) out of Training; fewer than 2 Training rows cannot be split."""
+    have = len(loaded.splits.get("Training", ((), ()))[1])
+    if have < 2:
+        raise DataError(name, None, f"{why} and {have} Training row(s): too few to carve a validation "
+                        "split from; give at least 2 (FER-2013 has 28,709)")
+    n = max(1, min(3589, have // 8))
     _split_off(loaded, "Training", "PublicTest", n, np.random.default_rng(seed))
-    loaded.notes.append(f"{why}: carved a stratified validation split of {n} rows (seed {seed}) "
+    loaded.notes.append(f"{name} has {why}: carved a stratified validation split of {n} rows (seed {seed}) "
                         "out of Training as PublicTest")
 
 
@@ -277,7 +324,7 @@ def _read_image_folder(root, skip_bad, seed):
         _split_off(loaded, "PrivateTest", "PublicTest", len(test[1]) // 2, np.random.default_rng(seed))
         loaded.notes.append(f"test/ split in halves, stratified (seed {seed}): PublicTest for validation, PrivateTest for reporting")
     elif "test" not in subdirs:
-        _carve_validation(loaded, seed, f"{root} has no test/ folder")
+        _carve_validation(loaded, seed, root, "no test/ folder")
     return loaded
 
 
@@ -288,7 +335,14 @@ def save_cache(path, splits):
     interrupted run never leaves a half-written cache.
     """
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if os.path.isdir(path):
+        raise DataError(path, None, "is a folder; --out must be a file path such as data/fer2013.npz")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise DataError(path, None, f"cannot create the folder {folder} ({e.strerror}); choose another --out") from None
+    remove_stale_temporaries(path)
     arrays = {}
     for s, (images, labels) in splits.items():
         arrays[f"{s}_images"] = images
@@ -298,13 +352,38 @@ def save_cache(path, splits):
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
+    except OSError as e:
+        raise DataError(path, None, f"cannot write it ({e.strerror or e}); choose another --out") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
+def remove_stale_temporaries(path):
+    """Remove PATH.tmp-PID files that a killed run (PID no longer alive) left beside path."""
+    folder, base = os.path.split(os.path.abspath(path))
+    for name in os.listdir(folder):
+        pid = name[len(base) + 5:] if name.startswith(base + ".tmp-") else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            os.remove(os.path.join(folder, name))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_cache(path, splits=SPLITS):
     """Cache written by save_cache -> {split: (images uint8 (N, 48, 48, 1), labels int64 (N,))} for `splits`."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise DataError(path, None, "not a .npz cache (a cache is a zip of .npy arrays; this file is not a zip); "
+                            "make one with: python preprocess.py --csv YOUR_DOWNLOAD --out " + os.fspath(path))
     try:
         with np.load(path, allow_pickle=False) as z:
             if not any(f"{s}_images" in z.files for s in SPLITS):

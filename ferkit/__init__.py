@@ -1,0 +1,23 @@
+"""ferkit: the FER toolkit's shared code (data constants, the face transform, data loading,
+face detection and alignment, checkpoints, command-line helpers) and its Python API.
+
+    from ferkit import Recognizer
+    faces = Recognizer().recognize("photo.jpg")
+
+The top-level scripts (preprocess, train, evaluate, predict) are thin layers over
+this package.  Named ferkit, not fer, so that it does not shadow (or get shadowed
+by) the `fer` package on PyPI.
+"""
+
+# The model predict.py and Recognizer use unless told otherwise: the ACNN-ALSTM fine-tuned on
+# Training faces framed the way the photo path frames them (README, "Faces in photos").
+DEFAULT_MODEL = "acnn_alstm_photo"
+
+
+def __getattr__(name):
+    # Recognizer imports TensorFlow (seconds); load it only when asked for, so that
+    # `import ferkit.faces` (preprocess.py) stays light.
+    if name == "Recognizer":
+        from ferkit.recognizer import Recognizer
+        return Recognizer
+    raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

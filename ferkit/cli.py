@@ -1,0 +1,92 @@
+"""Command-line helpers shared by the scripts: quiet TensorFlow, one-line errors, atomic JSON files."""
+import json
+import os
+import sys
+
+
+class UserError(Exception):
+    """A problem the user can fix (bad file, wrong flag); printed as one line, exit status 2."""
+
+
+def quiet_tensorflow():
+    """Import tensorflow.compat.v1 in graph mode with its start-up chatter silenced; returns the module.
+
+    The environment variables must be set before TensorFlow is first imported,
+    which is why every module gets TF through here.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING logs
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    # TF's C++ core logs oneDNN and CPU-feature notices while it loads, before
+    # any log-level setting is read; hide stderr for the import alone.
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    # TensorFlow's __init__ eagerly imports Keras 3 (and pandas through it), about half a second
+    # of every start-up, inside a try/except ImportError.  Nothing here uses Keras (plain tf.nn,
+    # see README), so it is kept out of the import, then made importable again for anyone else.
+    block_keras = "keras" not in sys.modules
+    if block_keras:
+        sys.modules["keras"] = None
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow.compat.v1 as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        if block_keras:
+            del sys.modules["keras"]
+    # Python-side logs: deprecation warnings, and the ERROR lines TensorFlow logs before raising
+    # the exception that our own one-line messages explain.
+    tf.get_logger().setLevel("CRITICAL")
+    tf.disable_eager_execution()
+    return tf
+
+
+def run(main):
+    """Call main(); UserError -> 'error: ...' on stderr, exit 2; Ctrl-C -> exit 130. No traceback for either."""
+    try:
+        status = main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(status or 0)
+
+
+def write_json(path, obj):
+    """Atomic JSON write: a temporary file renamed into place."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def check_writable(folder, what):
+    """Raise UserError unless a file can be created in folder (tried, not guessed from permission bits,
+    which say yes to root even where nothing can be written)."""
+    import tempfile
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UserError(f"{folder}: cannot write {what} there ({e.strerror or e}); choose a writable folder") from None
+
+
+def output_folder(path, flag):
+    """Create the folder an option names for output, or raise a one-line UserError saying why it cannot be used."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"{flag} {path}: is a file, not a folder; give a folder to write into")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot create the folder ({e.strerror})") from None
+    check_writable(path, f"the {flag} output")

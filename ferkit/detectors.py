@@ -1,0 +1,131 @@
+"""Face detectors: a photo in, faces (box, five landmarks, score) out, largest first.
+
+  detector = make_detector("yunet" | "haar")
+  detections = detector.detect(bgr)      bgr uint8 (H, W, 3) -> [Detection, ...], largest first
+
+YuNet (the default) is a small CNN detector from the OpenCV model zoo
+(ferkit/assets/face_detection_yunet_2023mar.onnx, MIT licence beside it),
+run by cv2.FaceDetectorYN: it finds small, tilted and partly turned faces
+and gives five landmarks per face, which ferkit.faces.align_face uses to put
+each face where FER-2013 has its faces.  Haar (`--detector haar`) is OpenCV's
+bundled frontal-face cascade: boxes only.
+"""
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+YUNET_MODEL = os.path.join(ASSETS, "face_detection_yunet_2023mar.onnx")
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+DETECTORS = ("yunet", "haar")
+
+
+@dataclass
+class Detection:
+    """One face in a photo's pixels.
+
+    box: (x, y, w, h) ints; landmarks: float32 (5, 2), the face's right eye, left eye,
+    nose tip, right and left mouth corners (x, y), or None (Haar); score: detector confidence or None.
+    """
+    box: tuple
+    landmarks: np.ndarray = None
+    score: float = None
+
+
+def _search_scale(shape, min_face, window, max_side):
+    """Scale at which to search a photo of `shape`: a min_face-pixel face becomes a
+    window-pixel one, and the long side is at most max_side; never enlarged."""
+    return min(1.0, window / min_face, max_side / max(shape[:2]))
+
+
+def _shrink(image, scale):
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+
+
+class YuNetDetector:
+    """cv2.FaceDetectorYN with YuNet (2023mar): a coarse, fast search first, a full one if it finds nothing.
+
+    The first search runs at the scale that makes the smallest face worth
+    classifying (min_face px) 16 px: a 640x480 photo with min_face=32 is searched
+    at 320x240 (about 3 ms here instead of 9 ms at full size; bench_predict.py).
+    When that finds no face, the photo is searched again at full size (long side
+    at most max_side): blurred, dark or strongly turned faces are found there
+    that the coarse search misses (bench_roundtrip.py).  Boxes and landmarks are
+    in the photo's pixels.
+    """
+
+    WINDOW = 16
+
+    def __init__(self, min_face=32, max_side=1280, score_threshold=0.5, nms_threshold=0.3):
+        if not os.path.exists(YUNET_MODEL):
+            raise RuntimeError(f"{YUNET_MODEL} is missing; it ships with the project (git checkout -- ferkit/assets)")
+        self.min_face, self.max_side = min_face, max_side
+        self.net = cv2.FaceDetectorYN.create(YUNET_MODEL, "", (320, 320), score_threshold, nms_threshold, 5000)
+        self._size = (320, 320)
+
+    def detect(self, bgr):
+        """uint8 (H, W, 3) BGR -> [Detection], largest first, in bgr's pixels."""
+        coarse = _search_scale(bgr.shape, self.min_face, self.WINDOW, self.max_side)
+        found = self._search(bgr, coarse)
+        full = min(1.0, self.max_side / max(bgr.shape[:2]))
+        if not found and full > coarse:
+            found = self._search(bgr, full)
+        return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+
+    def _search(self, bgr, scale):
+        small = _shrink(bgr, scale)
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:  # setInputSize re-plans the network's priors; only when the size changes
+            self.net.setInputSize(size)
+            self._size = size
+        _, rows = self.net.detect(small)
+        found = []
+        for row in (rows if rows is not None else ()):
+            x, y, w, h = row[:4] / scale
+            x0, y0 = max(0.0, x), max(0.0, y)  # YuNet's boxes may reach past the border
+            x1, y1 = min(float(bgr.shape[1]), x + w), min(float(bgr.shape[0]), y + h)
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
+            found.append(Detection(box, (row[4:14].reshape(5, 2) / scale).astype(np.float32), float(row[14])))
+        return found
+
+
+class HaarDetector:
+    """OpenCV's bundled frontal-face Haar cascade, tuned for speed on a CPU: boxes, no landmarks.
+
+    The cascade's window is 24 px, so the photo is searched at the scale that
+    maps the smallest face worth classifying (min_face px) onto that window,
+    at most max_side px wide: a 640x480 photo is searched at 384x288. Scale
+    steps of 15% (not OpenCV's 10%) cost a few percent of box precision and
+    save a quarter of the time.
+    """
+
+    WINDOW = 24
+
+    def __init__(self, min_face=40, max_side=640, scale_factor=1.15, min_neighbors=5):
+        self.cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, HAAR_CASCADE))
+        if self.cascade.empty():
+            raise RuntimeError(f"cannot load {HAAR_CASCADE} from {cv2.data.haarcascades}")
+        self.min_face, self.max_side = min_face, max_side
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+
+    def detect(self, bgr):
+        """uint8 (H, W, 3) BGR or (H, W) gray -> [Detection] (landmarks and score None), largest first."""
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        scale = _search_scale(gray.shape, self.min_face, self.WINDOW, self.max_side)
+        found = self.cascade.detectMultiScale(_shrink(gray, scale), scaleFactor=self.scale_factor,
+                                              minNeighbors=self.min_neighbors, minSize=(self.WINDOW, self.WINDOW))
+        boxes = [tuple(int(round(v / scale)) for v in box) for box in (found if len(found) else [])]
+        return [Detection(b) for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)]
+
+
+def make_detector(name):
+    """'yunet' or 'haar' -> a detector with .detect(bgr)."""
+    if name == "yunet":
+        return YuNetDetector()
+    if name == "haar":
+        return HaarDetector()
+    raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")

@@ -1,0 +1,160 @@
+"""Photos in: reading image files defensively, upright, and listing folders of them.
+
+  bgr = read_image(path)            any 8/16-bit gray, BGR or BGRA file -> uint8 (H, W, 3) BGR, EXIF orientation
+                                    applied; PhotoError if the file is bad
+  gray = read_gray(path)            the same, as uint8 (H, W) grayscale
+  bgr = as_bgr(array, rgb=False)    a NumPy image (gray, BGR, BGRA; RGB(A) with rgb=True; 8 or 16 bit) -> uint8 BGR
+  items = list_images(paths)        files and folders -> [(path, name)], folders walked recursively; `name` is the
+                                    file's path relative to the inputs' common folder, unique, for output files
+"""
+import contextlib
+import os
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+
+# We report unreadable images ourselves, in one line each; OpenCV's own decoder warnings would double them.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif")
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"RIFF": "WebP", b"II*\x00": "TIFF",
+          b"MM\x00*": "TIFF", b"P5": "PGM", b"P6": "PPM", b"GIF8": "GIF"}
+# What libjpeg and libpng print (straight to stderr, past OpenCV's logging) about a damaged file.
+_DAMAGE = ("corrupt", "premature end", "error", "invalid", "bad ", "crc")
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what C libraries write to stderr (file descriptor 2) meanwhile, instead of letting it
+    through: libjpeg reports a file damaged in the middle only there (and decodes it anyway), and
+    libpng, FFmpeg and V4L2 would print lines of their own before our one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    messages = []
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            messages += capture.read().decode(errors="replace").splitlines()
+
+
+def _jpeg_complete(raw):
+    """Whether a JPEG's compressed data ends with its end-of-image marker: the segments are walked
+    to the first scan, and the marker looked for after it (a thumbnail inside the Exif segment has an
+    end marker of its own, and phones append data after the real one, so neither end of the file tells)."""
+    pos = 2
+    while pos + 4 <= len(raw):
+        if raw[pos] != 0xFF:
+            return False
+        marker = raw[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+        elif marker == 0xDA:  # start of scan: compressed data follows
+            return raw.find(b"\xff\xd9", pos) != -1
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    return False
+
+
+class PhotoError(Exception):
+    """An image that cannot be used; the message says why in a few words."""
+
+
+def read_image(path):
+    """Image file -> uint8 BGR (H, W, 3), turned upright by its EXIF orientation tag.
+
+    Accepts 8- or 16-bit, one-channel, BGR or BGRA images (alpha is dropped,
+    16 bits are scaled to 8).  Raises PhotoError for a missing, empty,
+    unreadable, truncated, corrupt or non-image file.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise PhotoError(f"cannot read file ({e.strerror or e})") from None
+    if not raw:
+        raise PhotoError("empty file")
+    kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
+    if kind is None:
+        raise PhotoError("not an image file (no JPEG, PNG, BMP, WebP, TIFF, PNM or GIF signature)")
+    # Decoders fill a truncated JPEG with grey and only warn; check the end markers ourselves.
+    if kind == "JPEG" and not _jpeg_complete(raw):
+        raise PhotoError("truncated JPEG (no end-of-image marker); the file is incomplete")
+    if kind == "PNG" and b"IEND" not in raw[-16:]:
+        raise PhotoError("truncated PNG (no IEND chunk); the file is incomplete")
+    # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation: a phone photo stored
+    # sideways comes out upright, so boxes are in the upright image's coordinates.
+    with captured_stderr() as messages:
+        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    # Lines of OpenCV's own log ("[ERROR:0@...] global ...") carry nothing a user can act on.
+    damage = next((m.strip() for m in messages if not m.startswith("[") and any(d in m.lower() for d in _DAMAGE)), None)
+    if image is None or image.size == 0 or damage:
+        raise PhotoError(f"corrupt {kind} image ({damage or 'the decoder could not read it'})")
+    return as_bgr(image)
+
+
+def read_gray(path):
+    """Image file -> uint8 grayscale (H, W); see read_image."""
+    return cv2.cvtColor(read_image(path), cv2.COLOR_BGR2GRAY)
+
+
+def as_bgr(image, rgb=False):
+    """NumPy image -> uint8 BGR (H, W, 3).
+
+    image: (H, W) or (H, W, 1) gray, (H, W, 3) BGR, (H, W, 4) BGRA; RGB/RGBA when rgb=True.
+    uint8 is kept, uint16 scaled to 8 bits, float and other types stretched to 0..255.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or min(image.shape[:2]) == 0:
+        raise PhotoError(f"not an image array: shape {image.shape} (expected (H, W), (H, W, 3) or (H, W, 4))")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
+    return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb else np.ascontiguousarray(image)
+
+
+def _walk(folder):
+    """Image files under folder, recursively, sorted, hidden files and folders skipped."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+                yield os.path.join(root, name)
+
+
+def list_images(paths):
+    """Files and folders -> [(path, name)] in order: a folder contributes its image files, recursively
+    and sorted (hidden ones skipped); a file is kept as given, whatever its extension.
+
+    `name` is the path relative to the common folder of all inputs (a folder given alone is its own
+    root), so that output files mirror the input tree and two inputs never share a name.
+    """
+    paths = [os.fspath(p) for p in paths]
+    files = []
+    for p in paths:
+        files += sorted(_walk(p)) if os.path.isdir(p) else [p]
+    roots = [os.path.abspath(p) if os.path.isdir(p) else os.path.dirname(os.path.abspath(p)) for p in paths]
+    base = os.path.commonpath(roots) if roots else ""
+    items, seen = [], set()
+    for f in files:
+        name = os.path.relpath(os.path.abspath(f), base)
+        if name in seen:  # the same file given twice
+            continue
+        seen.add(name)
+        items.append((f, name))
+    return items

@@ -1,0 +1,76 @@
+"""The Python API: photos in, faces with emotions out.  predict.py is a command-line layer over it.
+
+    from ferkit import Recognizer
+    recognizer = Recognizer()                      # the shipped photo model (DEFAULT_MODEL), YuNet detector
+    for face in recognizer.recognize("photo.jpg"):
+        print(face["box"], face["emotion"], face["probabilities"][face["emotion"]])
+
+recognize(image) takes a file path, or a NumPy image: BGR as OpenCV gives it,
+RGB with rgb=True, or gray; 8 or 16 bits.  Each face is a dict
+
+    {"box": [x, y, w, h], "score": float or None, "landmarks": [[x, y] * 5] or None,
+     "emotion": name, "probabilities": {emotion: p, ... all 7 in EMOTIONS order}}
+
+largest face first, in the image's pixels (for a file: the upright image,
+EXIF orientation applied).  The landmarks are the right eye, left eye, nose
+tip and right and left mouth corners; Haar gives neither landmarks nor a score.
+"""
+import cv2
+import numpy as np
+
+from ferkit import DEFAULT_MODEL, checkpoints
+from ferkit.detectors import make_detector
+from ferkit.faces import EMOTIONS, IMAGE_SIZE, crop_face, face_to_48
+from ferkit.photos import as_bgr, read_image
+
+
+class Recognizer:
+    """A trained model and a face detector.
+
+    model: a shipped model's name (checkpoints/NAME), or checkpoint: a folder written by train.py.
+    detector: "yunet" (default), "haar", or None to treat each whole image as one face.
+    """
+
+    def __init__(self, model=DEFAULT_MODEL, checkpoint=None, detector="yunet", bfloat16=False):
+        self.classifier = checkpoints.Classifier(checkpoints.resolve(checkpoint, model), bfloat16=bfloat16)
+        self.detector = make_detector(detector) if detector else None
+
+    @property
+    def name(self):
+        return self.classifier.name
+
+    def recognize(self, image, rgb=False, largest=False):
+        """Path or NumPy image -> list of face dicts (see the module docstring), largest first."""
+        bgr = read_image(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else as_bgr(image, rgb)
+        return self.analyse(bgr, largest=largest)[0]
+
+    def analyse(self, bgr, largest=False, attention=False):
+        """uint8 BGR (H, W, 3) -> (faces as dicts, the 48x48 inputs uint8 (N, 48, 48, 1),
+        local attention (N, 36) if attention=True else None); one model run gives both."""
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        h, w = gray.shape
+        if self.detector is None:
+            detections, crops = [None], [face_to_48(gray)]
+        else:
+            detections = self.detector.detect(bgr)[:1 if largest else None]
+            crops = [crop_face(gray, d.box, d.landmarks) for d in detections]
+        inputs = np.stack(crops)[..., None] if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+        weights = None
+        if attention:
+            probabilities, extra = self.classifier.predict(inputs, extra=("local_attention",))
+            weights = extra["local_attention"]
+        else:
+            probabilities = self.classifier.predict(inputs)
+        faces = []
+        for d, p in zip(detections, probabilities):
+            faces.append({
+                "box": [0, 0, w, h] if d is None else list(d.box),
+                "score": None if d is None or d.score is None else round(d.score, 4),
+                "landmarks": None if d is None or d.landmarks is None else np.round(d.landmarks.astype(np.float64), 1).tolist(),
+                "emotion": EMOTIONS[int(p.argmax())],
+                "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)},
+            })
+        return faces, inputs, weights
+
+    def close(self):
+        self.classifier.close()

@@ -1,0 +1,288 @@
+"""What failures leave behind: kill -9 during training, finished models, moved folders, bad options and input."""
+import csv
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT, csv_rows, run_script
+
+TRAIN = ("--model", "dnn", "--batch-size", 16, "--seed", 1)
+
+
+def train_command(folder, cache, epochs):
+    return [sys.executable, os.path.join(ROOT, "train.py"), *map(str, TRAIN), "--epochs", str(epochs),
+            "--data", str(cache), "--checkpoint-dir", str(folder)]
+
+
+def committed(folder):
+    """The folder's committed view, checked for consistency: state.json, log.csv and the index files agree."""
+    if not (folder / "state.json").exists():  # killed before the first commit: nothing counts as saved
+        state = {"epoch": 0, "best_accuracy": 0.0, "best_step": None, "step": None}
+    else:
+        state = json.loads((folder / "state.json").read_text())
+    with open(folder / "log.csv") as f:
+        log = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in log] == list(range(1, state["epoch"] + 1))  # one row per finished epoch
+    for which, key in (("best", "best_step"), ("last", "step")):
+        if state[key] is None:
+            assert not (folder / which / "checkpoint").exists()
+        else:
+            index = (folder / which / "checkpoint").read_text()
+            assert f'"model.ckpt-{state[key]}"' in index and str(folder) not in index  # relative: the folder can move
+            assert (folder / which / f"model.ckpt-{state[key]}.index").exists()
+    return state
+
+
+def only_committed_files(folder, state):
+    for which, key in (("best", "best_step"), ("last", "step")):
+        names = sorted(os.listdir(folder / which))
+        assert names == sorted(["checkpoint", f"model.ckpt-{state[key]}.index",
+                                f"model.ckpt-{state[key]}.data-00000-of-00001"]), names
+    leftovers = [n for n in os.listdir(folder) if "tmp" in n or "tempstate" in n]
+    assert leftovers == []
+
+
+def test_kill_9_at_any_moment_never_loses_the_best_model(tmp_path, synthetic_cache):
+    """SIGKILL inside every step of the save sequence, and at random moments; resume each time."""
+    folder = tmp_path / "ck"
+    epochs = 25
+    best = 0.0
+    kills = ["after_best:1", "after_last:2", "before_state:2", "random", "after_state:3", "random", "random", "after_best:2"]
+    rng = random.Random(0)
+    for kill in kills:
+        env = dict(os.environ)
+        if kill == "random":
+            proc = subprocess.Popen(train_command(folder, synthetic_cache, epochs), cwd=ROOT, env=env,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.time() + 60
+            while not (folder / "state.json").exists() and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next few epochs and their saves
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        else:
+            env["FERKIT_KILL_AT"] = kill
+            proc = subprocess.run(train_command(folder, synthetic_cache, epochs), cwd=ROOT, env=env, capture_output=True)
+        if proc.returncode == 0:  # training finished before reaching this kill point
+            break
+        assert proc.returncode == -signal.SIGKILL, kill
+        if (folder / "state.json").exists():
+            # Restart without training further (--max-steps at the saved step): the start-up clean-up alone
+            # must leave one best, one last, a log row per finished epoch, and nothing else.
+            step = json.loads((folder / "state.json").read_text())["step"]
+            run_script("train.py", *TRAIN, "--epochs", epochs, "--data", synthetic_cache, "--checkpoint-dir", folder,
+                       "--max-steps", step, check=0)
+            only_committed_files(folder, committed(folder))
+        state = committed(folder)
+        assert state["best_accuracy"] >= best  # never goes down
+        best = state["best_accuracy"]
+    if not committed(folder).get("finished"):
+        run_script("train.py", *TRAIN, "--epochs", epochs, "--data", synthetic_cache, "--checkpoint-dir", folder, check=0)
+    state = committed(folder)
+    assert state["finished"] and state["epoch"] >= 1 and state["best_accuracy"] >= best
+    only_committed_files(folder, state)
+    # The best weights are the ones evaluate uses, and they score what state.json says on PublicTest.
+    report = json.loads(run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache,
+                                   "--split", "PublicTest", "--json", check=0).stdout)
+    assert report["accuracy"] == pytest.approx(state["best_accuracy"], abs=1e-6)
+
+
+def test_finished_models_are_never_trained_over(tmp_path, synthetic_cache):
+    shipped = tmp_path / "dnn"
+    shutil.copytree(os.path.join(ROOT, "checkpoints", "dnn"), shipped)
+    before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
+    proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", shipped, "--max-steps", 20)
+    assert proc.returncode == 2 and "holds a finished model" in proc.stderr and "--overwrite" in proc.stderr
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
+    run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--checkpoint-dir", shipped,
+               "--overwrite", check=0)
+    assert not list(shipped.glob("eval_*"))  # the replaced model's reports went with it
+    assert json.loads((shipped / "state.json").read_text())["finished"]
+    proc = run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--checkpoint-dir", shipped)
+    assert proc.returncode == 2 and "holds a finished model" in proc.stderr
+
+
+def test_checkpoint_folders_can_be_moved_and_copied(tmp_path, synthetic_cache):
+    first = tmp_path / "first"
+    run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", first,
+               "--max-steps", 12, check=0)
+    copy = tmp_path / "copy"
+    shutil.copytree(first, copy)
+    shutil.rmtree(first / "best")  # the original loses its weights: the copy must not be reading them
+    report = json.loads(run_script("evaluate.py", "--checkpoint", copy, "--data", synthetic_cache, "--json", check=0).stdout)
+    assert report["checkpoint"].startswith(str(copy))
+    moved = tmp_path / "moved"
+    shutil.move(copy, moved)
+    proc = run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", moved, check=0)
+    assert "resuming from" in proc.stdout and "at step 12 " in proc.stdout
+    assert [r["epoch"] for r in csv.DictReader(open(moved / "log.csv"))] == ["1", "2", "3"]
+
+
+def test_reports_of_other_data_are_never_overwritten(tmp_path, tiny_checkpoint, synthetic_cache):
+    folder = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, folder)
+    run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache, check=0)
+    first = json.loads((folder / "eval_PrivateTest.json").read_text())
+    assert first["data"]["faces"] == 28 and len(first["data"]["fingerprint"]) == 16
+    from ferkit import data
+    images, labels = data.load_cache(synthetic_cache)["PrivateTest"]
+    other = tmp_path / "other.npz"
+    data.save_cache(other, {"PrivateTest": (images[:10], labels[:10])})
+    proc = run_script("evaluate.py", "--checkpoint", folder, "--data", other, check=0)
+    assert json.loads((folder / "eval_PrivateTest.json").read_text()) == first
+    extra = [p.name for p in folder.glob("eval_PrivateTest-*.json")]
+    assert len(extra) == 1 and "reports computed on other data are kept" in proc.stdout
+    assert json.loads((folder / extra[0]).read_text())["data"]["faces"] == 10
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("csv") / "fer2013.csv"
+    labels = np.repeat(np.arange(7), 3)
+    usages = ["Training"] * 14 + ["PublicTest"] * 7
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(csv_rows(labels, usages)) + "\n")
+    return path
+
+
+def few_rows_train_csv(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("emotion,pixels\n" + "\n".join(csv_rows([3])) + "\n")
+    return path
+
+
+# (script, arguments, exit status, a phrase the one-line message must contain); {csv}, {tmp}, {ckpt} are filled in.
+CASES = [
+    ("train.py", "--model dnn --data {csv} --epochs 0", 2, "--epochs must be at least 1"),
+    ("train.py", "--model dnn --data {csv} --epochs -3", 2, "--epochs must be at least 1"),
+    ("train.py", "--model dnn --data {csv} --batch-size 0", 2, "--batch-size must be at least 1"),
+    ("train.py", "--model dnn --data {csv} --batch-size -1", 2, "--batch-size must be at least 1"),
+    ("train.py", "--model dnn --data {csv} --max-steps -5", 2, "--max-steps must be at least 1"),
+    ("train.py", "--model dnn --data {csv} --lr -0.01", 2, "--lr must be a positive number"),
+    ("train.py", "--model dnn --data {csv} --lr nan", 2, "--lr must be a positive number"),
+    ("train.py", "--model dnn --data {csv} --seed -1", 2, "--seed must be in 0.."),
+    ("train.py", "--model dnn --data {csv} --set dropout=1.5", 2, "dropout=1.5: must be in [0, 1)"),
+    ("train.py", "--model acnn_alstm --data {csv} --set lstm_units=0", 2, "lstm_units=0: must be a whole number, at least 1"),
+    ("train.py", "--model acnn_alstm --data {csv} --set lstm_units=-4", 2, "lstm_units=-4: must be a whole number"),
+    ("train.py", "--model dnn --data {csv} --set x", 2, "expected NAME=VALUE"),
+    ("train.py", "--model resnet --data {csv}", 2, "invalid choice: 'resnet'"),
+    ("train.py", "--model dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}", 2, "is a file, not a folder"),
+    ("train.py", "--model dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}/sub", 2, "cannot create the folder"),
+    ("train.py", "--model dnn --data {few} --checkpoint-dir {tmp}/few", 2, "too few to carve a validation split"),
+    ("preprocess.py", "--csv {csv} --out {tmp}", 2, "is a folder; --out must be a file path"),
+    ("preprocess.py", "--csv {csv} --out {csv}/sub/x.npz", 2, "cannot create the folder"),
+    ("preprocess.py", "--csv {tmp}/truncated.csv.gz --out {tmp}/x.npz", 2, "damaged or incomplete"),
+    ("preprocess.py", "--csv {tmp}/truncated.csv.gz --out {tmp}/x.npz --skip-bad", 2, "damaged or incomplete"),
+    ("train.py", "--model dnn --data {tmp}/truncated.csv.gz --checkpoint-dir {tmp}/t", 2, "damaged or incomplete"),
+    ("preprocess.py", "--csv {tmp}/notes.npz --out {tmp}/x.npz", 2, "not a .npz cache"),
+    ("preprocess.py", "--csv {tmp}/utf16.csv --out {tmp}/x.npz", 2, "UTF-16 text"),
+    ("evaluate.py", "--checkpoint {ckpt} --data {csv} --batch-size 0", 2, "--batch-size must be at least 1"),
+    ("evaluate.py", "--checkpoint {ckpt} --data {csv} --split PrivateTest", 2, "no PrivateTest faces (it has Training, PublicTest)"),
+    ("predict.py", "{csv} --checkpoint {ckpt} --annotate {csv}", 2, "is a file, not a folder"),
+]
+
+
+@pytest.mark.parametrize("script, arguments, status, phrase", CASES, ids=[f"{c[0]} {c[1]}" for c in CASES])
+def test_bad_options_and_input_give_one_line(tmp_path, small_csv, tiny_checkpoint, script, arguments, status, phrase):
+    import gzip
+    content = small_csv.read_bytes()
+    (tmp_path / "truncated.csv.gz").write_bytes(gzip.compress(content)[:3000])
+    (tmp_path / "notes.npz").write_text("these are notes\n")
+    (tmp_path / "utf16.csv").write_bytes(content[:200].decode().encode("utf-16"))
+    filled = arguments.format(csv=small_csv, tmp=tmp_path, ckpt=tiny_checkpoint, few=few_rows_train_csv(tmp_path))
+    before = sorted(os.listdir(tmp_path))
+    proc = run_script(script, *filled.split())
+    assert proc.returncode == status, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and phrase in lines[-1], proc.stderr
+    assert len([l for l in lines if "error" in l.lower()]) == 1, proc.stderr  # one line, no library chatter
+    assert sorted(os.listdir(tmp_path)) == before  # nothing written
+
+
+def test_unknown_model_is_refused_before_tensorflow_loads(small_csv):
+    start = time.perf_counter()
+    proc = run_script("train.py", "--model", "resnet", "--data", small_csv)
+    assert proc.returncode == 2 and time.perf_counter() - start < 2.0
+
+
+def test_killed_preprocess_leftovers_are_removed(tmp_path, small_csv):
+    stale = tmp_path / "cache.npz.tmp-999999999"  # a PID no process has
+    stale.write_bytes(b"half a cache")
+    run_script("preprocess.py", "--csv", small_csv, "--out", tmp_path / "cache.npz", check=0)
+    assert sorted(os.listdir(tmp_path)) == ["cache.npz"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_any_bytes_as_a_csv_give_data_or_our_error(tmp_path_factory, data):
+    """Random bytes, and a valid CSV cut, flipped or spliced anywhere: a result or a DataError, never anything else."""
+    from ferkit import data as fer_data
+    valid = ("emotion,pixels,Usage\n" + "\n".join(csv_rows([0, 3, 6], ["Training", "PublicTest", "PrivateTest"])) + "\n").encode()
+    kind = data.draw(st.sampled_from(["random", "cut", "flip", "splice"]))
+    if kind == "random":
+        content = data.draw(st.binary(max_size=3000))
+    elif kind == "cut":
+        content = valid[:data.draw(st.integers(0, len(valid)))]
+    elif kind == "flip":
+        content = bytearray(valid)
+        for i in data.draw(st.lists(st.integers(0, len(valid) - 1), min_size=1, max_size=5)):
+            content[i] = data.draw(st.integers(0, 255))
+        content = bytes(content)
+    else:
+        at = data.draw(st.integers(0, len(valid)))
+        content = valid[:at] + data.draw(st.binary(max_size=50)) + valid[at:]
+    folder = tmp_path_factory.mktemp("fuzz")
+    path = folder / data.draw(st.sampled_from(["fer2013.csv", "train.csv", "x.csv.gz"]))
+    path.write_bytes(content)
+    try:
+        loaded = fer_data.load(path)
+    except fer_data.DataError as e:
+        message = str(e)
+        assert message.startswith(str(path)) and "\n" not in message
+    else:
+        for images, labels in loaded.splits.values():
+            assert images.dtype == np.uint8 and images.shape[1:] == (48, 48, 1) and len(images) == len(labels)
+            assert labels.min() >= 0 and labels.max() <= 6
+    assert os.listdir(folder) == [path.name]  # nothing else written
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_bytes_as_an_image_give_a_picture_or_our_error(data):
+    """Random bytes, and valid PNG/JPEG files cut or flipped anywhere: an image or a PhotoError."""
+    import tempfile
+
+    import cv2
+    from ferkit.photos import PhotoError, read_image
+    sample = cv2.resize(cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")), (64, 64))
+    valid = cv2.imencode(data.draw(st.sampled_from([".png", ".jpg", ".bmp"])), sample)[1].tobytes()
+    kind = data.draw(st.sampled_from(["random", "cut", "flip"]))
+    if kind == "random":
+        content = data.draw(st.binary(max_size=2000))
+    elif kind == "cut":
+        content = valid[:data.draw(st.integers(0, len(valid)))]
+    else:
+        content = bytearray(valid)
+        for i in data.draw(st.lists(st.integers(0, len(valid) - 1), min_size=1, max_size=4)):
+            content[i] = data.draw(st.integers(0, 255))
+        content = bytes(content)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "photo.img")
+        with open(path, "wb") as f:
+            f.write(content)
+        try:
+            image = read_image(path)
+        except PhotoError as e:
+            assert "\n" not in str(e) and str(e)
+        else:
+            assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert os.listdir(folder) == ["photo.img"]

@@ -1,0 +1,134 @@
+"""Photos to faces: reading (EXIF orientation, NumPy images), folder listing, the detectors, alignment."""
+import os
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from ferkit.detectors import HaarDetector, YuNetDetector
+from ferkit.faces import IMAGE_SIZE, TEMPLATE, crop_face, similarity_to_template, warp_to_48
+from ferkit.photos import PhotoError, as_bgr, list_images, read_image
+
+SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
+# Where the astronaut's face is in the 512x512 sample (found by eye: forehead to chin, ear to ear).
+FACE_REGION = (170, 60, 280, 175)  # x0, y0, x1, y1
+
+
+def inside(point, region):
+    x, y = point
+    x0, y0, x1, y1 = region
+    return x0 <= x <= x1 and y0 <= y <= y1
+
+
+def with_exif_orientation(jpeg, orientation):
+    """JPEG bytes -> the same JPEG with an APP1 Exif segment holding one Orientation tag (0x0112)."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+# How each orientation is stored: the upright image transformed by the inverse of what the tag says to do.
+STORED = {3: lambda im: cv2.rotate(im, cv2.ROTATE_180),
+          6: lambda im: cv2.rotate(im, cv2.ROTATE_90_COUNTERCLOCKWISE),
+          8: lambda im: cv2.rotate(im, cv2.ROTATE_90_CLOCKWISE)}
+
+
+def exif_photo(path, orientation):
+    """Write the sample, stored sideways or upside down, with the EXIF tag that turns it upright."""
+    stored = STORED[orientation](cv2.imread(SAMPLE))
+    path.write_bytes(with_exif_orientation(cv2.imencode(".jpg", stored)[1].tobytes(), orientation))
+    return path
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_gives_the_upright_image(tmp_path, orientation):
+    upright = cv2.imread(SAMPLE)
+    image = read_image(exif_photo(tmp_path / f"o{orientation}.jpg", orientation))
+    assert image.shape == upright.shape
+    assert np.abs(image.astype(int) - upright).mean() < 4  # JPEG noise only
+    face, = YuNetDetector().detect(image)
+    x, y, w, h = face.box
+    assert inside((x + w / 2, y + h / 2), FACE_REGION)
+
+
+def test_numpy_images_of_every_layout():
+    bgr = cv2.imread(SAMPLE)
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    np.testing.assert_array_equal(as_bgr(rgb, rgb=True), bgr)
+    np.testing.assert_array_equal(as_bgr(bgr), bgr)
+    np.testing.assert_array_equal(as_bgr(cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)), bgr)
+    np.testing.assert_array_equal(as_bgr(bgr.astype(np.uint16) * 257), bgr)
+    assert as_bgr(gray).shape == bgr.shape and as_bgr(gray[..., None]).shape == bgr.shape
+    for bad in (np.zeros((0, 5)), np.zeros((4, 4, 2)), np.zeros(7)):
+        with pytest.raises(PhotoError, match="not an image array"):
+            as_bgr(bad)
+
+
+def test_folders_walked_recursively_sorted_hidden_skipped(tmp_path):
+    for rel in ("b/x.png", "a/x.png", "a/deeper/y.jpg", ".hidden/z.png", "a/.secret.png", "a/notes.txt", "top.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    items = list_images([tmp_path])
+    assert [name for _, name in items] == ["a/deeper/y.jpg", "a/x.png", "b/x.png", "top.png"]
+    assert all(os.path.exists(path) for path, _ in items)
+    # Files given one by one are named relative to their common folder: same file names stay apart.
+    items = list_images([tmp_path / "a" / "x.png", tmp_path / "b" / "x.png"])
+    assert [name for _, name in items] == ["a/x.png", "b/x.png"]
+
+
+def test_yunet_finds_the_sample_face_with_landmarks_inside_its_box():
+    face, = YuNetDetector().detect(cv2.imread(SAMPLE))
+    x, y, w, h = face.box
+    assert inside((x + w / 2, y + h / 2), FACE_REGION) and 0.6 <= face.score <= 1
+    assert face.landmarks.shape == (5, 2)
+    for point in face.landmarks:
+        assert inside(point, (x, y, x + w, y + h))
+    right_eye, left_eye, nose, mouth_r, mouth_l = face.landmarks
+    assert right_eye[0] < nose[0] < left_eye[0] and max(right_eye[1], left_eye[1]) < nose[1] < min(mouth_r[1], mouth_l[1])
+
+
+def test_no_face_in_a_gradient_and_haar_still_works():
+    gradient = cv2.cvtColor(np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1)), cv2.COLOR_GRAY2BGR)
+    assert YuNetDetector().detect(gradient) == []
+    face, = HaarDetector().detect(cv2.imread(SAMPLE))
+    assert face.landmarks is None and face.score is None
+
+
+def test_template_maps_onto_itself_and_levels_a_rotated_face():
+    np.testing.assert_allclose(similarity_to_template(TEMPLATE["landmarks"]), [[1, 0, 0], [0, 1, 0]], atol=1e-9)
+    eyes = TEMPLATE["landmarks"][:2]
+    assert eyes[0][1] == eyes[1][1]  # the template's eyes are level
+    # The template's landmarks turned by 25 degrees, scaled 4x and moved: the fit undoes all three.
+    angle = np.radians(25)
+    turn = 4 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    photo_points = TEMPLATE["landmarks"] @ turn.T + [300, 120]
+    matrix = similarity_to_template(photo_points)
+    np.testing.assert_allclose(photo_points @ matrix[:, :2].T + matrix[:, 2], TEMPLATE["landmarks"], atol=1e-6)
+
+
+def test_detected_landmarks_are_levelled():
+    """Whatever tilt YuNet reports for a turned photo (it follows a tilt only partly), the aligned eyes are level."""
+    turned = cv2.warpAffine(cv2.imread(SAMPLE), cv2.getRotationMatrix2D((256, 256), 20, 1.0), (512, 512),
+                            borderMode=cv2.BORDER_REFLECT)
+    face, = YuNetDetector().detect(turned)
+    matrix = similarity_to_template(face.landmarks)
+    mapped = face.landmarks @ matrix[:, :2].T + matrix[:, 2]
+    assert abs(mapped[0][1] - mapped[1][1]) < 1e-6
+    assert np.abs(mapped - TEMPLATE["landmarks"]).max() < 4  # the face fills the template
+    aligned = crop_face(cv2.cvtColor(turned, cv2.COLOR_BGR2GRAY), face.box, face.landmarks)
+    assert aligned.shape == (IMAGE_SIZE, IMAGE_SIZE) and aligned.dtype == np.uint8
+
+
+def test_large_faces_shrink_by_area_averaging_without_aliasing():
+    stripes = np.zeros((IMAGE_SIZE * 4, IMAGE_SIZE * 4), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: any point sampling aliases them
+    shrunk = warp_to_48(stripes, [[0.25, 0, -0.375], [0, 0.25, -0.375]])
+    assert shrunk.shape == (IMAGE_SIZE, IMAGE_SIZE) and abs(shrunk.astype(float).mean() - 127.5) < 2 and shrunk.std() < 2
+    face = np.random.default_rng(0).integers(0, 256, (IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    np.testing.assert_array_equal(warp_to_48(face, [[1, 0, 0], [0, 1, 0]]), face)
+    big = cv2.resize(face, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(warp_to_48(big, [[0.25, 0, -0.375], [0, 0.25, -0.375]]), face)
