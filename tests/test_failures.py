@@ -286,3 +286,26 @@ def test_any_bytes_as_an_image_give_a_picture_or_our_error(data):
         else:
             assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
         assert os.listdir(folder) == ["photo.img"]
+
+
+@pytest.mark.parametrize("damage, phrase", [
+    ("truncate", "the weights file is damaged or incomplete"),
+    ("delete", "the weights file (model.ckpt-"),
+    ("hparam", "not a valid checkpoint config (acnn_alstm has no hyperparameter 'depth'"),
+])
+def test_damaged_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint, synthetic_cache, damage, phrase):
+    folder = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, folder)
+    weights, = (folder / "best").glob("*.data-*")
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:1000])
+    elif damage == "delete":
+        weights.unlink()
+    else:
+        config = json.loads((folder / "config.json").read_text())
+        config["hparams"]["depth"] = 3
+        (folder / "config.json").write_text(json.dumps(config))
+    for proc in (run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache),
+                 run_script("predict.py", os.path.join(ROOT, "samples", "astronaut.png"), "--checkpoint", folder)):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr

@@ -132,3 +132,17 @@ def test_large_faces_shrink_by_area_averaging_without_aliasing():
     np.testing.assert_array_equal(warp_to_48(face, [[1, 0, 0], [0, 1, 0]]), face)
     big = cv2.resize(face, None, fx=4, fy=4, interpolation=cv2.INTER_NEAREST)
     np.testing.assert_array_equal(warp_to_48(big, [[0.25, 0, -0.375], [0, 0.25, -0.375]]), face)
+
+
+def test_jpeg_with_data_after_its_end_is_read_and_damaged_middle_is_an_error(tmp_path):
+    jpeg = cv2.imencode(".jpg", cv2.imread(SAMPLE))[1].tobytes()
+    (tmp_path / "motion.jpg").write_bytes(jpeg + b"MotionPhoto_Data" + bytes(3000))  # as phones append video
+    assert read_image(tmp_path / "motion.jpg").shape == (512, 512, 3)
+    damaged = bytearray(jpeg)
+    damaged[len(jpeg) // 2:len(jpeg) // 2 + 300] = b"\xab" * 300
+    (tmp_path / "damaged.jpg").write_bytes(bytes(damaged))
+    with pytest.raises(PhotoError, match="corrupt JPEG image"):
+        read_image(tmp_path / "damaged.jpg")
+    (tmp_path / "cut.jpg").write_bytes(with_exif_orientation(jpeg, 6)[:len(jpeg) // 2])  # a thumbnail-like early end
+    with pytest.raises(PhotoError, match="truncated JPEG"):
+        read_image(tmp_path / "cut.jpg")
