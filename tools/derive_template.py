@@ -28,7 +28,7 @@ from ferkit import cli, data  # noqa: E402
 from ferkit.detectors import HaarDetector, YuNetDetector  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ferkit", "assets", "fer2013_template.json")
-UPSCALE, BORDER = 4, 96
+UPSCALE, BORDER, SCORE_THRESHOLD = 4, 96, 0.7
 
 
 def main():
@@ -43,8 +43,10 @@ def main():
 
     images, _ = data.load(args.data, splits=("Training",)).splits["Training"]
     chosen = np.random.default_rng(args.seed).choice(len(images), min(args.faces, len(images)), replace=False)
-    # Search at full resolution: these faces are all 192 px.
-    yunet, haar = YuNetDetector(min_face=YuNetDetector.WINDOW), HaarDetector(min_face=HaarDetector.WINDOW)
+    # Search at full resolution: these faces are all 192 px.  Score threshold 0.7: the committed
+    # template was derived with it, before predict.py's threshold was tuned down to 0.5.
+    yunet = YuNetDetector(min_face=YuNetDetector.WINDOW, score_threshold=SCORE_THRESHOLD)
+    haar = HaarDetector(min_face=HaarDetector.WINDOW)
     landmarks, boxes = [], []
     for i in tqdm(chosen, desc="faces", unit="face"):
         big = cv2.resize(images[i, :, :, 0], None, fx=UPSCALE, fy=UPSCALE, interpolation=cv2.INTER_CUBIC)
@@ -68,6 +70,7 @@ def main():
         "haar_box": np.round(np.median(np.array(boxes), axis=0), 2).tolist(),
         "derived_from": {"split": "Training", "faces": len(chosen), "seed": args.seed, "yunet_found": len(landmarks),
                          "haar_found": len(boxes), "upscale": UPSCALE, "border": BORDER,
+                         "yunet_score_threshold": SCORE_THRESHOLD,
                          "command": "python tools/derive_template.py" + (f" --faces {args.faces}" if args.faces != 4000 else "")},
     }
     cli.write_json(args.out, template)
