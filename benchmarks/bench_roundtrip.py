@@ -53,15 +53,20 @@ def face_photo(face, rng, size_range=(150, 250), max_angle=15.0):
     return cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR), (cx, cy)
 
 
+def face_at(detections, point):
+    """The first detection whose box holds point (x, y), or None: the pasted face, found."""
+    x, y = point
+    return next((d for d in detections if d.box[0] <= x <= d.box[0] + d.box[2] and d.box[1] <= y <= d.box[1] + d.box[3]), None)
+
+
 def round_trip(recognizer, faces, labels, seed=0, progress=True):
     """Faces uint8 (N, 48, 48, 1) with labels (N,) -> dict of counts and accuracies (see the module docstring)."""
     rng = np.random.default_rng(seed)
     direct = recognizer.classifier.predict(faces).argmax(1)
     found, via_photo, squashed = np.zeros(len(faces), bool), np.full(len(faces), -1), np.full(len(faces), -1)
     for i in tqdm(range(len(faces)), desc="photos", unit="photo", disable=not progress, file=sys.stderr):
-        photo, (cx, cy) = face_photo(faces[i, :, :, 0], rng)
-        detections = recognizer.detector.detect(photo)
-        hit = next((d for d in detections if d.box[0] <= cx <= d.box[0] + d.box[2] and d.box[1] <= cy <= d.box[1] + d.box[3]), None)
+        photo, centre = face_photo(faces[i, :, :, 0], rng)
+        hit = face_at(recognizer.detector.detect(photo), centre)
         if hit is None:
             continue
         found[i] = True

@@ -27,7 +27,7 @@ from tqdm import tqdm
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from bench_roundtrip import face_photo  # noqa: E402
+from bench_roundtrip import face_at, face_photo  # noqa: E402
 from ferkit import cli, data  # noqa: E402
 from ferkit.detectors import YuNetDetector  # noqa: E402
 from ferkit.faces import crop_face  # noqa: E402
@@ -41,9 +41,8 @@ def photo_framed(faces, seed, progress=True):
     detector = YuNetDetector(score_threshold=0.6)
     out, found = faces.copy(), np.zeros(len(faces), bool)
     for i in tqdm(range(len(faces)), desc="faces", unit="face", disable=not progress, file=sys.stderr):
-        photo, (cx, cy) = face_photo(faces[i, :, :, 0], rng)
-        hit = next((d for d in detector.detect(photo)
-                    if d.box[0] <= cx <= d.box[0] + d.box[2] and d.box[1] <= cy <= d.box[1] + d.box[3]), None)
+        photo, centre = face_photo(faces[i, :, :, 0], rng)
+        hit = face_at(detector.detect(photo), centre)
         if hit is not None:
             out[i, :, :, 0] = crop_face(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), hit.box, hit.landmarks)
             found[i] = True
