@@ -6,7 +6,7 @@
 For each model: accuracy, per-class precision/recall/F1, macro averages and
 the confusion matrix, printed as a table and saved beside the checkpoint as
 eval_<split>.json and eval_<split>.png (the confusion matrix), with --tta also
-eval_<split>_tta.*, with --bf16 *_bf16.*.  Each report records the data it was
+eval_<split>_tta.*, with --bf16 *_bf16.*, with --labels ferplus eval_<split>_ferplus*.  Each report records the data it was
 computed on (path, faces, a fingerprint of the split); a report computed on
 other data is never overwritten: the new one is saved as
 eval_<split>-<fingerprint>.* beside it.
@@ -57,6 +57,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256, help="(default: %(default)s)")
     parser.add_argument("--bf16", action="store_true",
                         help="run the model in bfloat16 where the CPU has it (about 1.6x faster; float32 by default)")
+    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus"),
+                        help="score against FER-2013's labels, or FER+'s majority labels (faces without a clear "
+                             "majority left out and counted; needs a cache made with preprocess.py --ferplus)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     args = parser.parse_args()
     if args.batch_size < 1:
@@ -75,7 +78,16 @@ def main():
         raise cli.UserError(f"{args.data}: no {args.split} faces (it has {', '.join(have) if have else 'no split'}); "
                             "choose another --split or data set")
     images, labels = splits[args.split]
-    data_info = {"path": args.data, "faces": len(labels), "fingerprint": fingerprint(images, labels)}
+    data_info = {"path": args.data, "labels": args.labels}
+    if args.labels == "ferplus":
+        from ferkit import ferplus
+        votes = data.load_ferplus_votes(args.data, args.split)
+        labels, clear = ferplus.majority(votes)
+        images, labels = images[clear], labels[clear]
+        data_info["left_out"] = int((~clear).sum())  # no clear FER+ majority among the 7 emotions
+        print(f"FER+ labels: {len(labels)} {args.split} faces with a clear majority, {data_info['left_out']} left out",
+              file=sys.stderr if args.json else sys.stdout)
+    data_info.update(faces=len(labels), fingerprint=fingerprint(images, labels))
     log = sys.stderr if args.json else sys.stdout
 
     reports = []
@@ -95,7 +107,8 @@ def main():
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            stem = report_stem(classifier.folder, f"eval_{args.split}{suffix}{precision}", data_info)
+            labels_tag = "_ferplus" if args.labels == "ferplus" else ""
+            stem = report_stem(classifier.folder, f"eval_{args.split}{labels_tag}{suffix}{precision}", data_info)
             header = {k: report[k] for k in ("model", "checkpoint", "split", "precision", "data")}
             checkpoints.write_json(stem + ".json", {**header, **r} if suffix else report)
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "

@@ -18,6 +18,23 @@ DEFAULT_CSV = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data
                     if os.path.exists(p)), "data/fer2013.csv")
 
 
+def ferplus_votes(path, loaded, source):
+    """FER+ votes per split, checked to line up row for row with the FER-2013 data just read."""
+    from ferkit import ferplus
+    votes = ferplus.read_votes(path)
+    for split, (images, labels) in loaded.splits.items():
+        have = len(votes.get(split, ()))
+        if have != len(labels) or loaded.skipped or loaded.notes:
+            raise cli.UserError(f"{path}: {have} {split} rows, but {source} gave {len(labels)}; FER+ lines up with "
+                                "the original fer2013.csv row by row (all rows read, no --skip-bad, not train.csv "
+                                "or an image folder)")
+        fer_labels, clear = ferplus.majority(votes[split])
+        agree = (fer_labels[clear] == labels[clear]).mean() if clear.any() else 0.0
+        print(f"FER+ {split}: {clear.sum()} of {have} faces have a clear majority label; "
+              f"it agrees with FER-2013's on {agree:.1%} of them")
+    return votes
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", default=DEFAULT_CSV,
@@ -26,6 +43,8 @@ def main():
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out malformed rows or unreadable images and list them, instead of stopping")
     parser.add_argument("--seed", type=int, default=0, help="seed of any carved validation split (default: %(default)s)")
+    parser.add_argument("--ferplus", metavar="PATH",
+                        help="FER+'s fer2013new.csv: store its label votes in the cache too (rows line up with fer2013.csv's)")
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -38,7 +57,8 @@ def main():
             print(f"  {where}: {what}")
         if len(loaded.skipped) > 20:
             print(f"  ... and {len(loaded.skipped) - 20} more")
-    data.save_cache(args.out, loaded.splits)
+    votes = ferplus_votes(args.ferplus, loaded, args.csv) if args.ferplus else None
+    data.save_cache(args.out, loaded.splits, ferplus=votes)
     print(data.class_count_table(loaded.splits))
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
 

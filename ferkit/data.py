@@ -328,8 +328,9 @@ def _read_image_folder(root, skip_bad, seed):
     return loaded
 
 
-def save_cache(path, splits):
-    """Write `splits` as <Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot uint8 (N, 7).
+def save_cache(path, splits, ferplus=None):
+    """Write `splits` as <Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot uint8 (N, 7),
+    and with ferplus ({split: uint8 (N, 10) FER+ votes}, rows aligned) <Split>_ferplus.
 
     Written to a temporary file beside `path` and renamed into place, so an
     interrupted run never leaves a half-written cache.
@@ -347,6 +348,8 @@ def save_cache(path, splits):
     for s, (images, labels) in splits.items():
         arrays[f"{s}_images"] = images
         arrays[f"{s}_labels"] = one_hot(labels)
+    for s, votes in (ferplus or {}).items():
+        arrays[f"{s}_ferplus"] = votes
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -395,6 +398,19 @@ def load_cache(path, splits=SPLITS):
         if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
             raise DataError(path, None, f"{s}_images has {images.dtype} {images.shape}, expected uint8 (N, 48, 48, 1)")
     return splits
+
+
+def load_ferplus_votes(path, split):
+    """The FER+ votes uint8 (N, 10) that preprocess.py --ferplus stored in a cache for `split`."""
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise DataError(path, None, "FER+ labels come from a cache: run python preprocess.py --csv fer2013.csv "
+                        "--ferplus fer2013new.csv, then pass the cache as --data")
+    with np.load(path, allow_pickle=False) as z:
+        if f"{split}_ferplus" not in z.files:
+            raise DataError(path, None, f"cache holds no FER+ votes for {split}; make it again with "
+                            "python preprocess.py --csv fer2013.csv --ferplus fer2013new.csv")
+        return z[f"{split}_ferplus"]
 
 
 def class_count_table(splits):

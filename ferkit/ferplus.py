@@ -1,0 +1,66 @@
+"""FER+ label votes (Barsoum et al. 2016, Microsoft, MIT licence): reading them, and majority labels.
+
+  votes = read_votes(path)           fer2013new.csv -> {split: uint8 (N, 10) votes}, rows in file order
+  labels, clear = majority(votes)    uint8 (N, 10) -> int64 (N,) labels in EMOTIONS order, bool (N,) clear majority
+
+fer2013new.csv has one row per row of fer2013.csv, in the same order, with the
+votes of 10 annotators over VOTE_COLUMNS.  A face has a clear majority when one
+of the 7 emotions has more votes than every other column; faces FER+ dropped
+(no votes, or 'not a face'), and faces whose most-voted column is contempt,
+unknown or not-a-face, or where two columns tie, have none, and are left out of
+FER+ scores (and counted).
+"""
+import csv
+import io
+
+import numpy as np
+
+from ferkit.data import DataError
+from ferkit.faces import EMOTIONS, SPLITS
+
+VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
+# For each of our emotions (EMOTIONS order), its column in VOTE_COLUMNS.
+EMOTION_COLUMNS = tuple(VOTE_COLUMNS.index(c) for c in ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"))
+assert len(EMOTION_COLUMNS) == len(EMOTIONS)
+
+
+def read_votes(path):
+    """fer2013new.csv -> {split: uint8 (N, 10)} in file order; DataError naming the line for a bad row."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")
+    except OSError as e:
+        raise DataError(path, None, f"cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise DataError(path, None, "not a text file; expected FER+'s fer2013new.csv") from None
+    rows = csv.reader(io.StringIO(text))
+    header = [c.strip() for c in next(rows, [])]
+    if header[:1] != ["Usage"] or header[2:] != list(VOTE_COLUMNS):
+        raise DataError(path, "line 1", f"not FER+'s header; expected Usage,Image name,{','.join(VOTE_COLUMNS)}")
+    votes = {s: [] for s in SPLITS}
+    for lineno, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != len(header) or row[0] not in SPLITS:
+            raise DataError(path, f"line {lineno}", f"expected {len(header)} fields starting with one of {', '.join(SPLITS)}")
+        try:
+            counts = [int(v) for v in row[2:]]
+        except ValueError:
+            raise DataError(path, f"line {lineno}", "votes must be whole numbers") from None
+        if min(counts) < 0 or max(counts) > 255:
+            raise DataError(path, f"line {lineno}", "votes must be in 0..255")
+        votes[row[0]].append(counts)
+    return {s: np.array(v, np.uint8).reshape(-1, len(VOTE_COLUMNS)) for s, v in votes.items() if v}
+
+
+def majority(votes):
+    """uint8 votes (N, 10) -> (labels int64 (N,) in EMOTIONS order (0 where unclear), clear bool (N,))."""
+    votes = np.asarray(votes, np.int64)
+    top = votes.max(1)
+    winner = votes.argmax(1)
+    unique = (votes == top[:, None]).sum(1) == 1
+    is_emotion = np.isin(winner, EMOTION_COLUMNS)
+    clear = unique & is_emotion & (top > 0)
+    to_ours = np.zeros(len(VOTE_COLUMNS), np.int64)
+    to_ours[list(EMOTION_COLUMNS)] = np.arange(len(EMOTIONS))
+    return np.where(clear, to_ours[winner], 0), clear

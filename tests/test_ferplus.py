@@ -1,0 +1,80 @@
+"""FER+ votes: reading fer2013new.csv, majority labels, preprocess --ferplus and evaluate --labels ferplus."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, csv_rows, needs_real_data, run_script
+from ferkit import data, ferplus
+
+HEADER = "Usage,Image name," + ",".join(ferplus.VOTE_COLUMNS)
+# Votes over neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+CLEAR_HAPPY = [1, 8, 1, 0, 0, 0, 0, 0, 0, 0]
+CLEAR_ANGRY = [0, 0, 0, 2, 7, 1, 0, 0, 0, 0]
+TIE = [5, 5, 0, 0, 0, 0, 0, 0, 0, 0]
+CONTEMPT = [2, 0, 0, 0, 0, 0, 0, 6, 2, 0]
+DROPPED = [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]
+
+
+def test_majority_labels_in_our_order():
+    labels, clear = ferplus.majority(np.array([CLEAR_HAPPY, CLEAR_ANGRY, TIE, CONTEMPT, DROPPED, [0] * 10]))
+    assert clear.tolist() == [True, True, False, False, False, False]
+    assert labels[:2].tolist() == [3, 0]  # happy, angry in EMOTIONS order
+
+
+def write_pair(folder, n_private_votes=4):
+    """A FER-2013 CSV (3 Training, 2 PublicTest, 4 PrivateTest rows) and a FER+ file lining up with it."""
+    usages = ["Training"] * 3 + ["PublicTest"] * 2 + ["PrivateTest"] * 4
+    labels = [3, 0, 6, 3, 0, 3, 0, 6, 3]
+    (folder / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(csv_rows(labels, usages)) + "\n")
+    votes = [CLEAR_HAPPY, CLEAR_ANGRY, TIE, CLEAR_HAPPY, CLEAR_ANGRY,
+             CLEAR_HAPPY, CLEAR_HAPPY, CONTEMPT, DROPPED][:5 + n_private_votes]
+    lines = [f"{u},fer{i:07d}.png,{','.join(map(str, v))}" for i, (u, v) in enumerate(zip(usages, votes))]
+    (folder / "fer2013new.csv").write_text(HEADER + "\n" + "\n".join(lines) + "\n")
+
+
+def test_preprocess_stores_votes_and_evaluate_scores_the_clear_faces(tmp_path, tiny_checkpoint):
+    write_pair(tmp_path)
+    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
+                      "--out", tmp_path / "c.npz", check=0)
+    assert "FER+ PrivateTest: 2 of 4 faces have a clear majority label; it agrees with FER-2013's on 50.0%" in proc.stdout
+    np.testing.assert_array_equal(data.load_ferplus_votes(tmp_path / "c.npz", "PrivateTest")[1], CLEAR_HAPPY)
+    folder = tmp_path / "ck"
+    import shutil
+    shutil.copytree(tiny_checkpoint, folder)
+    report = json.loads(run_script("evaluate.py", "--checkpoint", folder, "--data", tmp_path / "c.npz",
+                                   "--labels", "ferplus", "--json", check=0).stdout)
+    assert report["n"] == 2 and report["data"]["left_out"] == 2 and report["data"]["labels"] == "ferplus"
+    saved = json.loads((folder / "eval_PrivateTest_ferplus.json").read_text())  # beside, not over, FER-2013's report
+    assert saved["data"]["labels"] == "ferplus" and saved["n"] == 2
+
+
+def test_votes_that_do_not_line_up_are_refused(tmp_path):
+    write_pair(tmp_path, n_private_votes=3)
+    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
+                      "--out", tmp_path / "c.npz")
+    assert proc.returncode == 2 and "3 PrivateTest rows, but" in proc.stderr and not (tmp_path / "c.npz").exists()
+    (tmp_path / "fer2013new.csv").write_text("Usage,name,a,b\n")
+    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
+                      "--out", tmp_path / "c.npz")
+    assert proc.returncode == 2 and "not FER+'s header" in proc.stderr
+
+
+def test_ferplus_scores_need_a_cache_with_votes(tmp_path, tiny_checkpoint, synthetic_cache):
+    proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, "--data", synthetic_cache, "--labels", "ferplus")
+    assert proc.returncode == 2 and "holds no FER+ votes" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_real_data
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv")),
+                    reason="FER+'s fer2013new.csv is not beside the checkout")
+def test_real_ferplus_lines_up_with_fer2013():
+    from conftest import REAL_CSV
+    votes = ferplus.read_votes(os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv"))
+    splits = data.load(REAL_CSV).splits
+    for split, (_, labels) in splits.items():
+        assert len(votes[split]) == len(labels)
+    fer_labels, clear = ferplus.majority(votes["PrivateTest"])
+    agreement = (fer_labels[clear] == splits["PrivateTest"][1][clear]).mean()
+    assert clear.sum() == 3350 and 0.6 < agreement < 0.7  # FER-2013's labels are noisy
