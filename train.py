@@ -26,7 +26,7 @@ from ferkit import cli
 
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
-SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size")
+SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels")
 LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
 
 
@@ -47,6 +47,10 @@ def parse_args():
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model hyperparameter, e.g. --set dropout=0.4 (repeatable)")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (for smoke tests)")
+    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus"),
+                        help="train on FER-2013's labels, or on FER+'s vote shares over the 7 emotions (soft targets), "
+                             "choosing checkpoints on FER+'s PublicTest majority labels; ferplus needs a cache made "
+                             "with preprocess.py --ferplus (default: %(default)s)")
     parser.add_argument("--init-from", metavar="DIR",
                         help="start from the best weights of this checkpoint folder (same model and hyperparameters) "
                              "instead of random ones: fine-tuning")
@@ -169,11 +173,13 @@ def prepare_folder(folder, config, overwrite):
             raise cli.UserError(f"{folder} holds a {old['model']} checkpoint, not {config['model']}; "
                                 "pass another --checkpoint-dir (nothing was overwritten)")
         if state and state.get("step") is not None:
-            changed = [k for k in SCHEDULE_KEYS if old["settings"].get(k) != config["settings"].get(k)]
+            # Settings added since a folder was written count as their default there.
+            was = {"labels": "fer2013", **old["settings"]}
+            changed = [k for k in SCHEDULE_KEYS if was.get(k) != config["settings"].get(k)]
             changed += [k for k in config["hparams"] if old["hparams"].get(k) != config["hparams"][k]]
             if changed:
                 raise cli.UserError(f"{folder} was trained with other settings ({', '.join(changed)}: "
-                                    f"{', '.join(str(old['settings'].get(k, old['hparams'].get(k))) for k in changed)}); "
+                                    f"{', '.join(str(was.get(k, old['hparams'].get(k))) for k in changed)}); "
                                     "rerun with the same ones to resume, or pass another --checkpoint-dir")
     checkpoints.tidy(folder, state)
     if state is None or state.get("step") is None:
@@ -229,6 +235,22 @@ def learning_rate(step, peak, warmup_steps, total_steps):
     return tf.where(step < warmup_steps, warm, cosine)
 
 
+def ferplus_data(path, train_images, val_images):
+    """--labels ferplus: Training faces with their FER+ vote shares over the 7 emotions (faces with no
+    emotion votes left out), PublicTest faces with a clear FER+ majority and that label.
+    -> train images, train labels (the top share, for the accuracy shown), train targets float32 (N, 7),
+    PublicTest images, PublicTest labels."""
+    from ferkit import data, ferplus
+    votes = data.load_ferplus_votes(path, "Training")[:, list(ferplus.EMOTION_COLUMNS)].astype(np.float32)
+    has_votes = votes.sum(1) > 0
+    targets = votes[has_votes] / votes[has_votes].sum(1, keepdims=True)
+    val_labels, clear = ferplus.majority(data.load_ferplus_votes(path, "PublicTest"))
+    print(f"FER+ labels: {has_votes.sum()} of {len(votes)} Training faces with emotion votes; "
+          f"{clear.sum()} of {len(clear)} PublicTest faces with a clear majority")
+    return (train_images[has_votes], targets.argmax(1).astype(np.int64), targets,
+            val_images[clear], val_labels[clear])
+
+
 def evaluate(session, net, loss, images, labels, batch_size=500):
     """Mean loss and accuracy over (images float32, labels int) with the model in inference mode."""
     total_loss, correct = 0.0, 0
@@ -281,6 +303,10 @@ def main():
                             "PublicTest split (or more Training rows, of which preprocess carves one)")
     train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
+    train_targets = None
+    if args.labels == "ferplus":
+        train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
+            args.data, train_images, val_images)
     train_x, val_x = to_model_input(train_images), to_model_input(val_images)
 
     steps_per_epoch = len(train_labels) // args.batch_size  # drop the last partial batch: stable batch norm
@@ -289,7 +315,8 @@ def main():
     total_steps = args.epochs * steps_per_epoch
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "warmup_epochs": args.warmup_epochs,
                 "label_smoothing": args.label_smoothing, "patience": args.patience, "seed": args.seed,
-                "data": args.data, "data_size": len(train_labels), "optimizer": "adam", "init_from": args.init_from}
+                "data": args.data, "data_size": len(train_labels), "optimizer": "adam", "init_from": args.init_from,
+                "labels": args.labels}
     config = {"model": args.model, "hparams": hparams, "settings": settings}
     state = prepare_folder(folder, config, args.overwrite)
     print(f"model {args.model} {config['hparams']}")
@@ -298,7 +325,9 @@ def main():
 
     tf.set_random_seed(args.seed)
     net = checkpoints.build(config, augmentation=True)
-    total_loss, cross_entropy = models.loss(net.logits, net.labels, args.label_smoothing)
+    # Soft targets (N, 7) when fed (FER+ vote shares); otherwise the one-hot of the int labels, as always.
+    targets = tf.placeholder_with_default(tf.one_hot(net.labels, 7), [None, 7], name="targets")
+    total_loss, cross_entropy = models.loss(net.logits, label_smoothing=args.label_smoothing, targets=targets)
     global_step = tf.train.get_or_create_global_step()
     lr = learning_rate(global_step, args.lr, int(args.warmup_epochs * steps_per_epoch), total_steps)
     train_op = tf.train.AdamOptimizer(lr).minimize(total_loss, global_step=global_step)
@@ -357,6 +386,8 @@ def main():
                     batch = order[i * args.batch_size:(i + 1) * args.batch_size]
                     feed = {net.images: train_x[batch], net.labels: train_labels[batch],
                             net.is_training: True, net.augment: True}
+                    if train_targets is not None:
+                        feed[targets] = train_targets[batch]
                     fetches = [train_op, cross_entropy, correct]
                     if step % 50 == 0:
                         fetches.append(summaries)

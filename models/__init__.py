@@ -1,7 +1,7 @@
 """The models, by name, and the loss they share.
 
   logits, end_points = models.inference(name, images, is_training, **hparams)
-  loss = models.loss(logits, labels, label_smoothing)
+  loss = models.loss(logits, labels, label_smoothing)   # or targets=(N, 7) distributions
   hparams = models.default_hparams(name)
 
 images: float32 (N, 48, 48, 1) from ferkit.faces.to_model_input; is_training: a
@@ -60,14 +60,16 @@ def inference(name, images, is_training, **hparams):
     return get(name)(images, is_training, **hparams)
 
 
-def loss(logits, labels, label_smoothing=0.0):
-    """Mean softmax cross-entropy against int labels (N,), plus the weight-decay terms the layers registered.
+def loss(logits, labels=None, label_smoothing=0.0, targets=None):
+    """Mean softmax cross-entropy against int labels (N,), or against targets (N, 7), probability
+    distributions such as FER+'s vote shares; plus the weight-decay terms the layers registered.
 
     Softmax is applied here, not in the model, because the fused op is
     numerically stable where log(softmax) is not.
     """
     from models.layers import tf
-    targets = tf.one_hot(labels, logits.shape[-1])
+    if targets is None:
+        targets = tf.one_hot(labels, logits.shape[-1])
     if label_smoothing:
         targets = targets * (1.0 - label_smoothing) + label_smoothing / float(logits.shape[-1])
     cross_entropy = tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=targets, logits=logits))

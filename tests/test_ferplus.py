@@ -78,3 +78,28 @@ def test_real_ferplus_lines_up_with_fer2013():
     fer_labels, clear = ferplus.majority(votes["PrivateTest"])
     agreement = (fer_labels[clear] == splits["PrivateTest"][1][clear]).mean()
     assert clear.sum() == 3350 and 0.6 < agreement < 0.7  # FER-2013's labels are noisy
+
+
+def test_train_on_vote_shares(tmp_path, synthetic_cache):
+    """train.py --labels ferplus learns from soft targets and chooses checkpoints on FER+ majority labels."""
+    splits = data.load_cache(synthetic_cache)
+    rng = np.random.default_rng(0)
+    votes = {}
+    for split, (_, labels) in splits.items():
+        v = rng.integers(0, 2, (len(labels), 10)).astype(np.uint8)
+        v[np.arange(len(labels)), np.array(ferplus.EMOTION_COLUMNS)[labels]] = 7  # the FER-2013 label wins
+        votes[split] = v
+    votes["PublicTest"][0] = TIE  # no clear majority: left out of checkpoint choice
+    cache = tmp_path / "votes.npz"
+    data.save_cache(cache, splits, ferplus=votes)
+    folder = tmp_path / "ck"
+    proc = run_script("train.py", "--model", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 2,
+                      "--batch-size", 16, "--checkpoint-dir", folder, check=0)
+    assert "84 of 84 Training faces with emotion votes; 27 of 28 PublicTest faces with a clear majority" in proc.stdout
+    assert json.loads((folder / "config.json").read_text())["settings"]["labels"] == "ferplus"
+    report = json.loads(run_script("evaluate.py", "--checkpoint", folder, "--data", cache, "--labels", "ferplus",
+                                   "--json", check=0).stdout)
+    assert report["n"] == 28 and 0 <= report["accuracy"] <= 1
+    proc = run_script("train.py", "--model", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16,
+                      "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "holds a finished model" in proc.stderr
