@@ -93,7 +93,10 @@ def read_image(path):
     # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation: a phone photo stored
     # sideways comes out upright, so boxes are in the upright image's coordinates.
     with captured_stderr() as messages:
-        image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        try:
+            image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        except cv2.error:  # a header claiming an impossible size fails OpenCV's own checks
+            image = None
     # Lines of OpenCV's own log ("[ERROR:0@...] global ...") carry nothing a user can act on.
     damage = next((m.strip() for m in messages if not m.startswith("[") and any(d in m.lower() for d in _DAMAGE)), None)
     if image is None or image.size == 0 or damage:
