@@ -89,6 +89,7 @@ def main():
               file=sys.stderr if args.json else sys.stdout)
     data_info.update(faces=len(labels), fingerprint=fingerprint(images, labels))
     log = sys.stderr if args.json else sys.stdout
+    labels_tag = "_ferplus" if args.labels == "ferplus" else ""  # FER+ reports sit beside FER-2013's
 
     reports = []
     for classifier in classifiers:
@@ -107,7 +108,6 @@ def main():
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            labels_tag = "_ferplus" if args.labels == "ferplus" else ""
             stem = report_stem(classifier.folder, f"eval_{args.split}{labels_tag}{suffix}{precision}", data_info)
             header = {k: report[k] for k in ("model", "checkpoint", "split", "precision", "data")}
             checkpoints.write_json(stem + ".json", {**header, **r} if suffix else report)

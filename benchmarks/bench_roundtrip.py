@@ -66,13 +66,13 @@ def round_trip(recognizer, faces, labels, seed=0, progress=True):
     found, via_photo, squashed = np.zeros(len(faces), bool), np.full(len(faces), -1), np.full(len(faces), -1)
     for i in tqdm(range(len(faces)), desc="photos", unit="photo", disable=not progress, file=sys.stderr):
         photo, centre = face_photo(faces[i, :, :, 0], rng)
-        hit = face_at(recognizer.detector.detect(photo), centre)
+        detections = recognizer.detector.detect(photo)
+        hit = face_at(detections, centre)
         if hit is None:
             continue
         found[i] = True
-        results, inputs, _ = recognizer.analyse(photo)
-        k = next(j for j, r in enumerate(results) if r["box"] == list(hit.box))
-        via_photo[i] = EMOTIONS.index(results[k]["emotion"])
+        results, _, _ = recognizer.analyse(photo, detections=detections)  # the same path, detected once
+        via_photo[i] = EMOTIONS.index(results[detections.index(hit)]["emotion"])
         x, y, w, h = hit.box
         box_crop = face_to_48(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)[y:y + h, x:x + w])
         squashed[i] = recognizer.classifier.predict(box_crop[None, :, :, None]).argmax()

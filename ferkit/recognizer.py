@@ -44,15 +44,16 @@ class Recognizer:
         bgr = read_image(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else as_bgr(image, rgb)
         return self.analyse(bgr, largest=largest)[0]
 
-    def analyse(self, bgr, largest=False, attention=False):
+    def analyse(self, bgr, largest=False, attention=False, detections=None):
         """uint8 BGR (H, W, 3) -> (faces as dicts, the 48x48 inputs uint8 (N, 48, 48, 1),
-        local attention (N, 36) if attention=True else None); one model run gives both."""
+        local attention (N, 36) if attention=True else None); one model run gives both.
+        detections: what self.detector.detect(bgr) already returned, so it is not run twice."""
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         h, w = gray.shape
         if self.detector is None:
             detections, crops = [None], [face_to_48(gray)]
         else:
-            detections = self.detector.detect(bgr)[:1 if largest else None]
+            detections = (self.detector.detect(bgr) if detections is None else detections)[:1 if largest else None]
             crops = [crop_face(gray, d.box, d.landmarks) for d in detections]
         inputs = np.stack(crops)[..., None] if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
         weights = None
