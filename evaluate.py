@@ -1,11 +1,14 @@
 """Accuracy reports of trained models on a FER-2013 split.
 
     python evaluate.py --model acnn_alstm [dnn ...] [--data PATH] [--split PrivateTest] [--tta] [--json]
-    python evaluate.py --checkpoint DIR [DIR ...]
+    python evaluate.py --checkpoint PATH [PATH ...]
 
+--model NAME is the checkpoint folder checkpoints/NAME; --checkpoint takes a
+checkpoint folder, or a .tflite file or SavedModel folder written by export.py.
 For each model: accuracy, per-class precision/recall/F1, macro averages and
 the confusion matrix, printed as a table and saved beside the checkpoint as
-eval_<split>.json and eval_<split>.png (the confusion matrix), with --tta also
+eval_<split>.json and eval_<split>.png (the confusion matrix; for an exported
+model EXPORT.tflite or EXPORT/ beside it as EXPORT.eval_<split>.*), with --tta also
 eval_<split>_tta.*, with --bf16 *_bf16.*, with --labels ferplus eval_<split>_ferplus*.  Each report records the data it was
 computed on (path, faces, a fingerprint of the split); a report computed on
 other data is never overwritten: the new one is saved as
@@ -46,11 +49,21 @@ def report_stem(folder, name, data_info):
     return stem
 
 
+def report_base(classifier):
+    """(folder, prefix) of a model's reports: a checkpoint's go inside its folder as eval_*, an
+    exported model's beside it as NAME.eval_* (the .tflite file or SavedModel folder NAME)."""
+    if classifier.backend == "checkpoint":
+        return classifier.folder, "eval_"
+    path = os.path.normpath(classifier.path)
+    return os.path.dirname(path), os.path.splitext(os.path.basename(path))[0] + ".eval_"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", nargs="+", metavar="NAME", help="model name(s), meaning checkpoints/NAME")
-    who.add_argument("--checkpoint", nargs="+", metavar="DIR", help="checkpoint folder(s) written by train.py")
+    who.add_argument("--checkpoint", nargs="+", metavar="PATH",
+                     help="checkpoint folder(s) written by train.py, or .tflite files or SavedModel folders written by export.py")
     parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or any FER-2013 download (default: %(default)s)")
     parser.add_argument("--split", default="PrivateTest", choices=SPLITS, help="(default: %(default)s)")
     parser.add_argument("--tta", action="store_true", help="also report test-time augmentation (10 mirrored and shifted views)")
@@ -65,13 +78,15 @@ def main():
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    from ferkit import checkpoints, data, metrics
-    folders = args.checkpoint or [checkpoints.resolve(model=m) for m in args.model]
-    for folder in folders:  # a wrong name or folder is reported before TensorFlow loads
-        checkpoints.read_config(folder)
-    classifiers = [checkpoints.Classifier(f, bfloat16=args.bf16) for f in folders]  # fail on a bad folder before reading data
-    for folder in folders:  # reports go beside the weights: find out now, not after minutes of computing
-        cli.check_writable(folder, "the evaluation reports (copy the checkpoint folder somewhere writable and evaluate the copy)")
+    from ferkit import backends, checkpoints, data, metrics
+    paths = args.checkpoint or [backends.resolve(model=m, fast=False) for m in args.model]
+    for path in paths:  # a wrong name or folder is reported before TensorFlow loads
+        if backends.kind(path) == "checkpoint":
+            checkpoints.read_config(path)
+    classifiers = [backends.load(p, bfloat16=args.bf16) for p in paths]  # fail on a bad model before reading data
+    for classifier in classifiers:  # reports go beside the weights: find out now, not after minutes of computing
+        cli.check_writable(report_base(classifier)[0], "the evaluation reports (copy the model somewhere writable "
+                                                       "and evaluate the copy)")
     splits = data.load(args.data, splits=(args.split,)).splits
     if len(splits.get(args.split, ((), ()))[1]) == 0:
         have = [s for s, (_, y) in data.load(args.data).splits.items() if len(y)]
@@ -93,8 +108,9 @@ def main():
 
     reports = []
     for classifier in classifiers:
-        print(f"{classifier.name}: {classifier.path} on {args.split} ({len(labels)} faces)", file=log)
+        print(f"{classifier.name}: {classifier.path} ({classifier.backend}) on {args.split} ({len(labels)} faces)", file=log)
         report = {"model": classifier.name, "checkpoint": classifier.path, "split": args.split,
+                  "backend": classifier.backend, "quantize": classifier.quantize,
                   "precision": "bfloat16" if classifier.bfloat16 else "float32", "data": data_info}
         start = time.perf_counter()
         probabilities = classifier.predict(images, args.batch_size)
@@ -108,8 +124,9 @@ def main():
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            stem = report_stem(classifier.folder, f"eval_{args.split}{labels_tag}{suffix}{precision}", data_info)
-            header = {k: report[k] for k in ("model", "checkpoint", "split", "precision", "data")}
+            folder, prefix = report_base(classifier)
+            stem = report_stem(folder, f"{prefix}{args.split}{labels_tag}{suffix}{precision}", data_info)
+            header = {k: report[k] for k in ("model", "checkpoint", "split", "backend", "quantize", "precision", "data")}
             checkpoints.write_json(stem + ".json", {**header, **r} if suffix else report)
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
                                       f"accuracy {r['accuracy']:.4f}", stem + ".png")

@@ -1,6 +1,6 @@
 """Emotions of the faces in photos and videos, with a trained model.
 
-    python predict.py PATH [PATH ...] [--model acnn_alstm_photo | --checkpoint DIR] [--detector yunet|haar]
+    python predict.py PATH [PATH ...] [--model acnn_alstm_ferplus | --checkpoint PATH] [--detector yunet|haar]
                       [--json] [--annotate OUT_DIR] [--no-detect] [--largest] [--explain OUT_DIR]
     python predict.py --video FILE [--csv OUT.csv] [--every N] [--annotate OUT_DIR]
     python predict.py --camera N [--annotate OUT_DIR]
@@ -220,9 +220,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders of them (walked recursively)")
     who = parser.add_mutually_exclusive_group()
-    who.add_argument("--model", default=DEFAULT_MODEL, help="model name, meaning checkpoints/NAME (default: %(default)s, "
-                     "the ACNN-ALSTM fine-tuned for photos)")
-    who.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder written by train.py")
+    who.add_argument("--model", default=DEFAULT_MODEL,
+                     help="a shipped model's name: its exported checkpoints/NAME/model.tflite where there is one "
+                          "(fast, no TensorFlow), else the checkpoint folder (default: %(default)s, the ACNN-ALSTM "
+                          "trained on FER+'s votes)")
+    who.add_argument("--checkpoint", metavar="PATH",
+                     help="a checkpoint folder written by train.py, or a .tflite file or SavedModel folder written by export.py")
     parser.add_argument("--detector", default="yunet", choices=DETECTORS,
                         help="face detector: yunet (a small CNN, with landmarks, default) or haar (OpenCV's cascade, boxes only)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {path, faces, error}")
@@ -258,11 +261,14 @@ def main():
         if os.path.isdir(args.csv):
             raise cli.UserError(f"--csv {args.csv}: is a folder; give a file name such as emotions.csv")
 
-    from ferkit import checkpoints
-    checkpoints.read_config(checkpoints.resolve(args.checkpoint, args.model))  # a wrong name: before TensorFlow loads
-    from ferkit.recognizer import Recognizer  # imports TensorFlow: after the arguments are checked
-    recognizer = Recognizer(args.model, args.checkpoint, detector=None if args.no_detect else args.detector)
-    if args.explain and "local_attention" not in recognizer.classifier.tensors.end_points:
+    from ferkit import backends
+    path = backends.resolve(args.checkpoint, args.model)
+    if backends.kind(path) == "checkpoint":
+        from ferkit import checkpoints
+        checkpoints.read_config(path)  # a wrong name or folder: before TensorFlow loads
+    from ferkit.recognizer import Recognizer
+    recognizer = Recognizer(checkpoint=path, detector=None if args.no_detect else args.detector)
+    if args.explain and "local_attention" not in recognizer.classifier.extras:
         raise cli.UserError(f"--explain needs a model with local attention; {recognizer.name} has none (try --model acnn_alstm)")
     return (predict_stream if streaming else predict_photos)(recognizer, args)
 

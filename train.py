@@ -213,15 +213,13 @@ def fault_point(name):
 def init_weights(session, net, source, config):
     """Restore the model variables from source's best/ weights (fine-tuning); the optimizer starts fresh."""
     from ferkit import checkpoints
-    from models.layers import tf
     old = checkpoints.read_config(source)
     if (old["model"], old["hparams"]) != (config["model"], config["hparams"]):
         raise cli.UserError(f"--init-from {source}: holds {old['model']} {old['hparams']}, "
                             f"not {config['model']} {config['hparams']}; fine-tune the same model")
-    path = checkpoints.latest(source, "best")
-    if path is None:
+    if checkpoints.latest(source, "best") is None:
         raise cli.UserError(f"--init-from {source}: no weights in best/")
-    tf.train.Saver(net.model_variables).restore(session, path)
+    path = checkpoints.restore(session, net.model_variables, source, "best")
     print(f"starting from {path}")
 
 

@@ -1,6 +1,9 @@
 """Photo-to-emotion latency: decode + face detection + alignment + classification of a 640x480 photo.
 
-    python benchmarks/bench_predict.py [--model acnn_alstm_photo] [--detector yunet] [--runs 50]
+    python benchmarks/bench_predict.py [--model acnn_alstm_ferplus | --checkpoint PATH] [--detector yunet] [--runs 50]
+
+--model NAME runs what predict.py runs for it (the shipped checkpoints/NAME/model.tflite
+on LiteRT); --checkpoint times any other form, e.g. the checkpoint folder itself.
 
 Prints the median and quartiles of the per-photo time after start-up (the
 path predict.py and ferkit.Recognizer take), the split between decoding,
@@ -37,6 +40,7 @@ def photo_640x480(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="(default: %(default)s, predict.py's)")
+    parser.add_argument("--checkpoint", help="a checkpoint folder, .tflite file or SavedModel folder instead")
     parser.add_argument("--detector", default="yunet", choices=("yunet", "haar"), help="(default: %(default)s)")
     parser.add_argument("--runs", type=int, default=50, help="timed photos (default: %(default)s)")
     parser.add_argument("--starts", type=int, default=5, help="timed predict.py start-ups (default: %(default)s)")
@@ -44,7 +48,7 @@ def main():
 
     path = os.path.join(tempfile.mkdtemp(), "photo.jpg")
     photo_640x480(path)
-    recognizer = Recognizer(args.model, detector=args.detector)
+    recognizer = Recognizer(args.model, checkpoint=args.checkpoint, detector=args.detector)
     detector, classifier = recognizer.detector, recognizer.classifier
     recognizer.recognize(path)  # warm-up
     parts = []
@@ -62,13 +66,15 @@ def main():
         parts.append((t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0))
     parts = np.array(parts) * 1000
     q1, median, q3 = np.percentile(parts[:, 4], [25, 50, 75])
-    print(f"{args.model} with {args.detector}: 640x480 photo, {len(detections)} face(s), {args.runs} runs")
+    print(f"{args.checkpoint or args.model} ({classifier.backend}) with {args.detector}: 640x480 photo, "
+          f"{len(detections)} face(s), {args.runs} runs")
     print(f"per photo: median {median:.1f} ms (quartiles {q1:.1f}-{q3:.1f}); decode {np.median(parts[:, 0]):.1f}, "
           f"detect {np.median(parts[:, 1]):.1f}, align {np.median(parts[:, 2]):.2f}, classify {np.median(parts[:, 3]):.1f} ms")
     timed = []
     for _ in range(args.starts):
         start = time.perf_counter()
-        subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), SAMPLE, "--model", args.model,
+        who = ["--checkpoint", args.checkpoint] if args.checkpoint else ["--model", args.model]
+        subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), SAMPLE, *who,
                         "--detector", args.detector], check=True, capture_output=True, cwd=ROOT)
         timed.append(time.perf_counter() - start)
     print(f"start to first result (python predict.py {os.path.relpath(SAMPLE, ROOT)}): median {np.median(timed):.2f} s "

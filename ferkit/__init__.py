@@ -9,9 +9,9 @@ this package.  Named ferkit, not fer, so that it does not shadow (or get shadowe
 by) the `fer` package on PyPI.
 """
 
-# The model predict.py and Recognizer use unless told otherwise: the ACNN-ALSTM fine-tuned on
-# Training faces framed the way the photo path frames them (README, "Faces in photos").
-DEFAULT_MODEL = "acnn_alstm_photo"
+# The model predict.py and Recognizer use unless told otherwise: the ACNN-ALSTM trained on FER+'s
+# votes, by far the best on photos against FER+'s cleaner labels (README, "Faces in photos").
+DEFAULT_MODEL = "acnn_alstm_ferplus"
 
 
 def __getattr__(name):

@@ -1,4 +1,5 @@
-"""What train.py saves beside its weights, and the one loader that evaluate and predict use.
+"""What train.py saves beside its weights, and how a checkpoint is restored (ferkit.backends.load
+chooses between this and the exported forms).
 
 A checkpoint folder holds
   config.json     {"model", "hparams", "settings"}: enough to rebuild the graph
@@ -9,23 +10,21 @@ A checkpoint folder holds
 
   folder = resolve(checkpoint=None, model=None)       --checkpoint DIR or checkpoints/NAME
   graph = build(config, augmentation=False)           placeholders + inference, in the current graph
+  path = restore(session, variables, folder)          best/ (else last/) weights into the variables
   classifier = Classifier(folder)                     restored model; .predict(faces) -> probabilities
 """
-import json
 import os
 from types import SimpleNamespace
 
-import numpy as np
-
 import models
+from ferkit.backends import CHECKPOINT_ROOT, _Batched
 from ferkit.cli import UserError, quiet_tensorflow, read_json, write_json  # noqa: F401 (re-exported)
-from ferkit.faces import IMAGE_SIZE, to_model_input, tta_views
+from ferkit.faces import IMAGE_SIZE, INPUT_MEAN, INPUT_STD, to_model_input
 
 # TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding and
 # checking a checkpoint folder (resolve, read_config's first check, latest) must not wait seconds for it.
 
 CONFIG = "config.json"
-CHECKPOINT_ROOT = "checkpoints"
 
 
 def resolve(checkpoint=None, model=None):
@@ -48,7 +47,7 @@ def read_config(folder):
     return config
 
 
-def build(config, augmentation=False, trainable=True):
+def build(config, augmentation=False, trainable=True, uint8_faces=False):
     """Placeholders and the model of `config` in the default graph.
 
     Returns a namespace: images float32 (N, 48, 48, 1) placeholder, labels int32 (N,)
@@ -56,21 +55,27 @@ def build(config, augmentation=False, trainable=True):
     not trainable) and augment bool placeholders (default False),
     logits (N, 7), probabilities (N, 7), end_points, and model_variables
     (exactly the variables the model created, which is what best/ saves).
+    uint8_faces=True (exported graphs): images is a uint8 placeholder named "faces" taking
+    0..255, and to_model_input's normalisation is done inside the graph.
     """
     from ferkit.augment import augment as augment_images
     tf = quiet_tensorflow()
-    images = tf.placeholder(tf.float32, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
+    if uint8_faces:
+        images = tf.placeholder(tf.uint8, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="faces")
+        inputs = (tf.cast(images, tf.float32) - INPUT_MEAN) / INPUT_STD
+    else:
+        images = inputs = tf.placeholder(tf.float32, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
     labels = tf.placeholder(tf.int32, [None], name="labels")
     # Inference-only graphs get a Python False: no run-time branches, and batch norm folds into the convs.
     is_training = tf.placeholder_with_default(False, [], name="is_training") if trainable else False
     augment = tf.placeholder_with_default(False, [], name="augment")
-    inputs = tf.cond(augment, lambda: augment_images(images), lambda: images) if augmentation else images
+    inputs = tf.cond(augment, lambda: augment_images(inputs), lambda: inputs) if augmentation else inputs
     before = set(tf.global_variables())
     logits, end_points = models.inference(config["model"], inputs, is_training, **config["hparams"])
     model_variables = [v for v in tf.global_variables() if v not in before]
     return SimpleNamespace(images=images, labels=labels, is_training=is_training, augment=augment,
-                           logits=logits, probabilities=tf.nn.softmax(logits), end_points=end_points,
-                           model_variables=model_variables)
+                           logits=logits, probabilities=tf.nn.softmax(logits, name="probabilities"),
+                           end_points=end_points, model_variables=model_variables)
 
 
 CHECKPOINT_PREFIX = "model.ckpt"
@@ -161,7 +166,45 @@ def _reason(error):
     return next((l for l in reversed(lines) if not l.startswith(skip)), lines[0] if lines else "unknown error")[:200]
 
 
-class Classifier:
+def restore(session, variables, folder, which="best"):
+    """Load folder/which's committed weights (else last/'s) into `variables`; returns the checkpoint path.
+
+    Weights stored as float16 (the shipped checkpoints, see tools/halve_checkpoint.py) are
+    widened to the variables' float32.  Each way a folder can be unusable (no weights, missing
+    or damaged weights file, weights of another model) is a UserError saying which.
+    """
+    tf = quiet_tensorflow()
+    path = latest(folder, which) or latest(folder, "last")
+    if path is None:
+        raise UserError(f"{folder}: no saved weights in {which}/ or last/; has training run yet?")
+    shards = [n for n in os.listdir(os.path.dirname(path)) if n.startswith(os.path.basename(path) + ".data-")]
+    if not shards:
+        raise UserError(f"{path}: the weights file ({os.path.basename(path)}.data-*) is missing; "
+                        "copy the whole checkpoint folder again, or train again")
+    try:
+        stored = tf.train.load_checkpoint(path)
+        dtypes = stored.get_variable_to_dtype_map()
+        if tf.float16 not in dtypes.values():
+            tf.train.Saver(variables).restore(session, path)
+        for v in variables if tf.float16 in dtypes.values() else ():
+            name = v.op.name
+            if name not in dtypes:
+                raise tf.errors.NotFoundError(None, None, f"Key {name} not found in checkpoint")
+            value = stored.get_tensor(name)
+            if tuple(value.shape) != tuple(v.shape):
+                raise tf.errors.InvalidArgumentError(None, None, f"{name}: shape {value.shape} in the checkpoint, "
+                                                                 f"{tuple(v.shape)} in the model")
+            v.load(value.astype(v.dtype.as_numpy_dtype), session)
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        raise UserError(f"{path}: the weights file is damaged or incomplete ({_reason(e)}); "
+                        "copy the checkpoint folder again, or train again") from None
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        raise UserError(f"{path}: the weights do not match {CONFIG}'s model ({_reason(e)}); "
+                        f"was {CONFIG} edited, or copied from another folder?") from None
+    return path
+
+
+class Classifier(_Batched):
     """A trained model restored from a checkpoint folder, in a graph and session of its own.
 
     predict(faces uint8 (N, 48, 48, 1)) -> probabilities float32 (N, 7)
@@ -171,48 +214,28 @@ class Classifier:
     within about 1e-3 of float32 (evaluate.py --bf16 reports both ways).
     """
 
+    backend = "checkpoint"
+    quantize = None
+
     def __init__(self, folder, which="best", bfloat16=False):
         self.folder = folder
         self.bfloat16 = bfloat16 and cpu_has_bfloat16()
         self.config = read_config(folder)
         self.name = self.config["model"]
-        self.path = latest(folder, which) or latest(folder, "last")
-        if self.path is None:
-            raise UserError(f"{folder}: no saved weights in {which}/ or last/; has training run yet?")
         tf = quiet_tensorflow()
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.tensors = build(self.config, trainable=False)
-            saver = tf.train.Saver(self.tensors.model_variables)
             self.session = tf.Session(graph=self.graph, config=session_config(self.bfloat16))
-            shards = [n for n in os.listdir(os.path.dirname(self.path))
-                      if n.startswith(os.path.basename(self.path) + ".data-")]
-            if not shards:
-                raise UserError(f"{self.path}: the weights file ({os.path.basename(self.path)}.data-*) is missing; "
-                                "copy the whole checkpoint folder again, or train again")
-            try:
-                saver.restore(self.session, self.path)
-            except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-                raise UserError(f"{self.path}: the weights file is damaged or incomplete ({_reason(e)}); "
-                                "copy the checkpoint folder again, or train again") from None
-            except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-                raise UserError(f"{self.path}: the weights do not match {CONFIG}'s model ({_reason(e)}); "
-                                f"was {CONFIG} edited, or copied from another folder?") from None
+            self.path = restore(self.session, self.tensors.model_variables, folder, which)
         self.graph.finalize()
+        self.extras = tuple(self.tensors.end_points)
+        self.shapes = {"probabilities": tuple(self.tensors.probabilities.shape[1:]),
+                       **{k: tuple(t.shape[1:]) for k, t in self.tensors.end_points.items()}}
 
-    def predict(self, faces, batch_size=256, extra=(), tta=False):
-        if tta:  # average probabilities over mirrored and shifted views (ferkit.faces.tta_views)
-            return np.mean([self.predict(v, batch_size) for v in tta_views(faces)], axis=0)
-        fetches = [self.tensors.probabilities] + [self.tensors.end_points[k] for k in extra]
-        outputs = [[] for _ in fetches]
-        for start in range(0, len(faces), batch_size):
-            feed = {self.tensors.images: to_model_input(faces[start:start + batch_size])}
-            for out, value in zip(outputs, self.session.run(fetches, feed)):
-                out.append(value)
-        if len(faces) == 0:
-            outputs = [[np.zeros((0,) + tuple(t.shape[1:]), np.float32)] for t in fetches]
-        arrays = [np.concatenate(o) for o in outputs]
-        return (arrays[0], dict(zip(extra, arrays[1:]))) if extra else arrays[0]
+    def _run(self, faces, names):
+        fetches = {k: self.tensors.probabilities if k == "probabilities" else self.tensors.end_points[k] for k in names}
+        return self.session.run(fetches, {self.tensors.images: to_model_input(faces)})
 
     def close(self):
         self.session.close()

@@ -1,7 +1,9 @@
 """Command-line helpers shared by the scripts: quiet TensorFlow, one-line errors, atomic JSON files."""
+import contextlib
 import json
 import os
 import sys
+import tempfile
 
 
 class UserError(Exception):
@@ -90,3 +92,44 @@ def output_folder(path, flag):
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot create the folder ({e.strerror})") from None
     check_writable(path, f"the {flag} output")
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what C libraries write to stderr (file descriptor 2) meanwhile, instead of letting it
+    through: libjpeg reports a file damaged in the middle only there (and decodes it anyway), and
+    libpng, FFmpeg, V4L2 and LiteRT would print lines of their own before our one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    messages = []
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            messages += capture.read().decode(errors="replace").splitlines()
+
+
+def remove_stale_temporaries(path):
+    """Remove PATH.tmp-PID files and folders (also PATH.tmp-PID-old) that a killed run, whose PID is
+    no longer alive, left beside path."""
+    import shutil
+    folder, base = os.path.split(os.path.abspath(path))
+    for name in os.listdir(folder):
+        pid = name[len(base) + 5:].split("-")[0] if name.startswith(base + ".tmp-") else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            full = os.path.join(folder, name)
+            shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else os.remove(full)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from isal import isal_zlib
 
-from ferkit.cli import UserError
+from ferkit.cli import UserError, remove_stale_temporaries
 from ferkit.faces import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS, face_to_48, one_hot
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
 
@@ -360,25 +360,6 @@ def save_cache(path, splits, ferplus=None):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def remove_stale_temporaries(path):
-    """Remove PATH.tmp-PID files that a killed run (PID no longer alive) left beside path."""
-    folder, base = os.path.split(os.path.abspath(path))
-    for name in os.listdir(folder):
-        pid = name[len(base) + 5:] if name.startswith(base + ".tmp-") else ""
-        if pid.isdigit() and not _alive(int(pid)):
-            os.remove(os.path.join(folder, name))
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def load_cache(path, splits=SPLITS):

@@ -26,8 +26,9 @@ SPLITS = ("Training", "PublicTest", "PrivateTest")
 # FER-2013's pixel mean and standard deviation are close to these round
 # numbers (0.508 and 0.255 of full scale over Training); fixed constants keep
 # the transform independent of whichever data set a checkpoint was trained on.
-_MEAN = 0.5 * 255.0
-_STD = 0.25 * 255.0
+# export.py writes the same two constants into exported graphs, which take the uint8 faces.
+INPUT_MEAN = 0.5 * 255.0
+INPUT_STD = 0.25 * 255.0
 
 
 def to_model_input(faces):
@@ -35,7 +36,7 @@ def to_model_input(faces):
     faces = np.asarray(faces)
     if faces.ndim != 4 or faces.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
         raise ValueError(f"faces must have shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1), got {faces.shape}")
-    return (faces.astype(np.float32) - _MEAN) / _STD
+    return (faces.astype(np.float32) - INPUT_MEAN) / INPUT_STD
 
 
 def face_to_48(gray):

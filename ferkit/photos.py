@@ -7,13 +7,12 @@
   items = list_images(paths)        files and folders -> [(path, name)], folders walked recursively; `name` is the
                                     file's path relative to the inputs' common folder, unique, for output files
 """
-import contextlib
 import os
-import sys
-import tempfile
 
 import cv2
 import numpy as np
+
+from ferkit.cli import captured_stderr  # noqa: F401 (predict.py imports it from here)
 
 # We report unreadable images ourselves, in one line each; OpenCV's own decoder warnings would double them.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -23,25 +22,6 @@ _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"RIFF": "We
           b"MM\x00*": "TIFF", b"P5": "PGM", b"P6": "PPM", b"GIF8": "GIF"}
 # What libjpeg and libpng print (straight to stderr, past OpenCV's logging) about a damaged file.
 _DAMAGE = ("corrupt", "premature end", "error", "invalid", "bad ", "crc")
-
-
-@contextlib.contextmanager
-def captured_stderr():
-    """Collect what C libraries write to stderr (file descriptor 2) meanwhile, instead of letting it
-    through: libjpeg reports a file damaged in the middle only there (and decodes it anyway), and
-    libpng, FFmpeg and V4L2 would print lines of their own before our one-line error."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    messages = []
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield messages
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            messages += capture.read().decode(errors="replace").splitlines()
 
 
 def _jpeg_complete(raw):

@@ -1,7 +1,7 @@
 """The Python API: photos in, faces with emotions out.  predict.py is a command-line layer over it.
 
     from ferkit import Recognizer
-    recognizer = Recognizer()                      # the shipped photo model (DEFAULT_MODEL), YuNet detector
+    recognizer = Recognizer()                      # the shipped default model (DEFAULT_MODEL), YuNet detector
     for face in recognizer.recognize("photo.jpg"):
         print(face["box"], face["emotion"], face["probabilities"][face["emotion"]])
 
@@ -18,7 +18,7 @@ tip and right and left mouth corners; Haar gives neither landmarks nor a score.
 import cv2
 import numpy as np
 
-from ferkit import DEFAULT_MODEL, checkpoints
+from ferkit import DEFAULT_MODEL, backends
 from ferkit.detectors import make_detector
 from ferkit.faces import EMOTIONS, IMAGE_SIZE, crop_face, face_to_48
 from ferkit.photos import as_bgr, read_image
@@ -27,12 +27,15 @@ from ferkit.photos import as_bgr, read_image
 class Recognizer:
     """A trained model and a face detector.
 
-    model: a shipped model's name (checkpoints/NAME), or checkpoint: a folder written by train.py.
+    model: a shipped model's name: its exported checkpoints/NAME/model.tflite where it ships one
+    (LiteRT, no TensorFlow), else the checkpoint folder checkpoints/NAME.
+    checkpoint: a checkpoint folder written by train.py, or a .tflite file or SavedModel folder
+    written by export.py (ferkit.backends.load).
     detector: "yunet" (default), "haar", or None to treat each whole image as one face.
     """
 
     def __init__(self, model=DEFAULT_MODEL, checkpoint=None, detector="yunet", bfloat16=False):
-        self.classifier = checkpoints.Classifier(checkpoints.resolve(checkpoint, model), bfloat16=bfloat16)
+        self.classifier = backends.load(backends.resolve(checkpoint, model), bfloat16=bfloat16)
         self.detector = make_detector(detector) if detector else None
 
     @property

@@ -98,8 +98,11 @@ def attention(features, units, scope):
         w = tf.get_variable("weights", [d, units], initializer=tf.glorot_uniform_initializer())
         b = tf.get_variable("biases", [units], initializer=tf.zeros_initializer())
         q = tf.get_variable("query", [units], initializer=tf.glorot_uniform_initializer())
-        keys = tf.tanh(tf.tensordot(features, w, 1) + b)      # (N, T, units)
-        scores = tf.tensordot(keys, q, 1)                       # (N, T)
+        # (N*T, D) matmuls with constant reshapes: tf.tensordot would reshape through run-time
+        # shape arithmetic, which costs ops in every graph and splits an exported TFLite graph.
+        steps = features.shape[1]
+        keys = tf.tanh(tf.matmul(tf.reshape(features, [-1, d]), w) + b)      # (N*T, units)
+        scores = tf.reshape(tf.matmul(keys, q[:, None]), [-1, steps])        # (N, T)
         return tf.nn.softmax(scores, axis=-1)
 
 
@@ -107,21 +110,28 @@ def lstm(sequence, units, scope, weight_decay=0.0):
     """A single-layer LSTM, unrolled over the (static) time axis.
 
     sequence (N, T, D) -> hidden states (N, T, units).
-    Gates from one matmul of [x_t, h_{t-1}]; the forget-gate bias starts at 1
-    so that early in training the cell remembers rather than forgets.
+    Gates = [x_t, h_{t-1}] W + b, with W stored as one (D + units, 4 units) matrix;
+    the forget-gate bias starts at 1 so that early in training the cell remembers
+    rather than forgets.
     """
     with tf.variable_scope(scope):
-        n_in = sequence.shape[-1]
+        steps, n_in = sequence.shape[1], sequence.shape[-1]
         w = _weights([n_in + units, 4 * units], weight_decay, 1.0)
         b = tf.get_variable("biases", [4 * units],
                             initializer=tf.constant_initializer([0.0] * units + [1.0] * units + [0.0] * 2 * units))
-        batch = tf.shape(sequence)[0]
-        h = c = tf.zeros([batch, units])
+        # The input half of the product for all T steps in one matmul; only h_{t-1} W_h is left
+        # inside the loop.  Same sums as one matmul of [x_t, h_{t-1}], in fewer, larger ops.
+        # Kept 2-D (N, T * 4 units) and cut with plain slices, and the states joined by one concat:
+        # ops that TFLite's XNNPACK kernels take whole (a squeezing slice or a stack would each
+        # fall back to a slower kernel and cut the exported graph in pieces).
+        inputs = tf.reshape(tf.matmul(tf.reshape(sequence, [-1, n_in]), w[:n_in]) + b, [-1, steps * 4 * units])
+        h = c = None  # the state starts at zero: step 0 has no h W_h term and no f * c term
         states = []
-        for t in range(sequence.shape[1]):
-            gates = tf.matmul(tf.concat([sequence[:, t], h], 1), w) + b
+        for t in range(steps):
+            x_t = inputs[:, 4 * units * t:4 * units * (t + 1)]
+            gates = x_t if h is None else x_t + tf.matmul(h, w[n_in:])
             i, f, g, o = tf.split(gates, 4, axis=1)
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+            c = tf.sigmoid(i) * tf.tanh(g) if c is None else tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
             h = tf.sigmoid(o) * tf.tanh(c)
             states.append(h)
-        return tf.stack(states, axis=1)
+        return tf.reshape(tf.concat(states, axis=1), [-1, steps, units])
