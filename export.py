@@ -98,6 +98,7 @@ def write_saved_model(tf, session, graph, path, meta):
 
 
 def size_of(path):
+    """Bytes of a file, or of everything under a folder."""
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)

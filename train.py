@@ -288,10 +288,10 @@ def main():
     args = parse_args()
     from tqdm import tqdm
 
-    from ferkit import checkpoints, data
+    from ferkit import backends, checkpoints, data
     from ferkit.faces import to_model_input
     from models.layers import tf
-    folder = args.checkpoint_dir or checkpoints.resolve(model=args.model)
+    folder = args.checkpoint_dir or os.path.join(backends.CHECKPOINT_ROOT, args.model)
     hparams = model_hparams(args.model, args.set)
     loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))  # never PrivateTest
     for note in loaded.notes:

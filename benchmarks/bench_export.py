@@ -23,6 +23,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from export import size_of  # noqa: E402
 from ferkit import backends, checkpoints, data  # noqa: E402
 
 
@@ -38,12 +39,6 @@ def rate(model, faces, batch, seconds, repeats):
             done += batch
         rates.append(done / (time.perf_counter() - start))
     return float(np.median(rates))
-
-
-def size_of(path):
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
 def main():

@@ -8,7 +8,6 @@ A checkpoint folder holds
   state.json      training progress (epoch, best accuracy) at the last finished epoch
   log.csv, curves.png, events.out.tfevents.*   per-epoch log, plot and TensorBoard summaries
 
-  folder = resolve(checkpoint=None, model=None)       --checkpoint DIR or checkpoints/NAME
   graph = build(config, augmentation=False)           placeholders + inference, in the current graph
   path = restore(session, variables, folder)          best/ (else last/) weights into the variables
   classifier = Classifier(folder)                     restored model; .predict(faces) -> probabilities
@@ -17,19 +16,14 @@ import os
 from types import SimpleNamespace
 
 import models
-from ferkit.backends import CHECKPOINT_ROOT, _Batched
+from ferkit.backends import _Batched
 from ferkit.cli import UserError, quiet_tensorflow, read_json, write_json  # noqa: F401 (re-exported)
 from ferkit.faces import IMAGE_SIZE, INPUT_MEAN, INPUT_STD, to_model_input
 
 # TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding and
-# checking a checkpoint folder (resolve, read_config's first check, latest) must not wait seconds for it.
+# checking a checkpoint folder (read_config's first check, latest) must not wait seconds for it.
 
 CONFIG = "config.json"
-
-
-def resolve(checkpoint=None, model=None):
-    """--checkpoint DIR, or --model NAME meaning checkpoints/NAME -> folder path."""
-    return checkpoint if checkpoint else os.path.join(CHECKPOINT_ROOT, model)
 
 
 def read_config(folder):
