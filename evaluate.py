@@ -81,8 +81,7 @@ def main():
     from ferkit import backends, checkpoints, data, metrics
     paths = args.checkpoint or [backends.resolve(model=m, fast=False) for m in args.model]
     for path in paths:  # a wrong name or folder is reported before TensorFlow loads
-        if backends.kind(path) == "checkpoint":
-            checkpoints.read_config(path)
+        backends.check(path)
     classifiers = [backends.load(p, bfloat16=args.bf16) for p in paths]  # fail on a bad model before reading data
     for classifier in classifiers:  # reports go beside the weights: find out now, not after minutes of computing
         cli.check_writable(report_base(classifier)[0], "the evaluation reports (copy the model somewhere writable "

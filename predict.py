@@ -263,9 +263,7 @@ def main():
 
     from ferkit import backends
     path = backends.resolve(args.checkpoint, args.model)
-    if backends.kind(path) == "checkpoint":
-        from ferkit import checkpoints
-        checkpoints.read_config(path)  # a wrong name or folder: before TensorFlow loads
+    backends.check(path)  # a wrong name or folder: before TensorFlow loads
     from ferkit.recognizer import Recognizer
     recognizer = Recognizer(checkpoint=path, detector=None if args.no_detect else args.detector)
     if args.explain and "local_attention" not in recognizer.classifier.extras:

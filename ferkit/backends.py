@@ -57,6 +57,14 @@ def kind(path):
     raise UserError(f"{path}: no such file or folder (a checkpoint folder, a SavedModel folder or a .tflite file)")
 
 
+def check(path):
+    """What can be checked before TensorFlow loads (seconds): that path exists, and a checkpoint
+    folder's config.json.  Scripts call it first, so that a wrong name or folder fails at once."""
+    if kind(path) == "checkpoint":
+        from ferkit import checkpoints
+        checkpoints.read_config(path)
+
+
 def load(path, bfloat16=False, num_threads=None):
     """Any of the three forms -> a model with .predict (see the module docstring)."""
     found = kind(path)
@@ -113,6 +121,7 @@ class TFLiteModel(_Batched):
     def __init__(self, path, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
         self.path = self.folder = path
+        self._threads = num_threads or os.cpu_count()
         try:
             with open(path, "rb") as f:
                 content = f.read()
@@ -123,7 +132,7 @@ class TFLiteModel(_Batched):
                             "export.py, a SavedModel folder or a checkpoint folder")
         try:  # LiteRT checks the whole file's structure first; the metadata is read only from a sound file
             with captured_stderr():  # LiteRT's 'INFO: Created TensorFlow Lite XNNPACK delegate' line
-                self.interpreter = Interpreter(model_content=content, num_threads=num_threads or os.cpu_count())
+                self.interpreter = Interpreter(model_content=content, num_threads=self._threads)
             meta = read_tflite_metadata(content)
         except (ValueError, RuntimeError, IndexError, TypeError, struct.error) as e:
             raise UserError(f"{path}: the TFLite file is damaged or truncated ({str(e).splitlines()[0][:120]}); "
@@ -140,7 +149,7 @@ class TFLiteModel(_Batched):
                             f"{len(outputs)} outputs, not uint8 (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1) as its metadata says")
         self._outputs = {k: d["index"] for k, d in zip(self.metadata["outputs"], outputs)}
         self.shapes = {k: tuple(d["shape"][1:]) for k, d in zip(self.metadata["outputs"], outputs)}
-        self._content, self._threads = content, num_threads or os.cpu_count()
+        self._content = content
         self._planned = {}  # batch size -> an interpreter planned for it (a few, most recently used last)
 
     def _interpreter_for(self, batch):
