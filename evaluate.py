@@ -17,7 +17,6 @@ Several models print one comparison table.  --json prints the report as JSON
 on stdout instead (a list when several models are given).
 """
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -25,13 +24,6 @@ import time
 
 from ferkit import cli
 from ferkit.faces import SPLITS
-
-
-def fingerprint(images, labels):
-    """A short hash of a split's faces and labels: two reports with the same one were computed on the same data."""
-    digest = hashlib.sha256(images.tobytes())
-    digest.update(labels.astype("int64").tobytes())
-    return digest.hexdigest()[:16]
 
 
 def report_stem(folder, name, data_info):
@@ -101,7 +93,7 @@ def main():
         data_info["left_out"] = int((~clear).sum())  # no clear FER+ majority among the 7 emotions
         print(f"FER+ labels: {len(labels)} {args.split} faces with a clear majority, {data_info['left_out']} left out",
               file=sys.stderr if args.json else sys.stdout)
-    data_info.update(faces=len(labels), fingerprint=fingerprint(images, labels))
+    data_info.update(faces=len(labels), fingerprint=data.fingerprint(images, labels))
     log = sys.stderr if args.json else sys.stdout
     labels_tag = "_ferplus" if args.labels == "ferplus" else ""  # FER+ reports sit beside FER-2013's
 

@@ -26,7 +26,8 @@ from ferkit import cli
 
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
-SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels")
+SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels",
+                 "erase", "teacher", "distill")
 LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
 
 
@@ -54,6 +55,15 @@ def parse_args():
     parser.add_argument("--init-from", metavar="DIR",
                         help="start from the best weights of this checkpoint folder (same model and hyperparameters) "
                              "instead of random ones: fine-tuning")
+    parser.add_argument("--erase", type=float, default=0.0, metavar="P",
+                        help="random erasing: blank one random rectangle (2-20%% of the face) of each training face "
+                             "with probability P (default: %(default)s, off)")
+    parser.add_argument("--teacher", metavar="NPZ",
+                        help="distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
+                             "(--distill); made from the same --data")
+    parser.add_argument("--distill", type=float, default=0.5, metavar="W",
+                        help="with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the label "
+                             "(default: %(default)s)")
     args = parser.parse_args()
     check_options(parser, args)
     return args
@@ -72,6 +82,10 @@ def check_options(parser, args):
          f"--label-smoothing must be in [0, 1), got {args.label_smoothing}"),
         (args.patience >= 1, f"--patience must be at least 1, got {args.patience}"),
         (0 <= args.seed < 2 ** 32, f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}"),
+        (finite(args.erase) and 0 <= args.erase <= 1, f"--erase must be a probability in [0, 1], got {args.erase}"),
+        (finite(args.distill) and 0 < args.distill <= 1, f"--distill must be in (0, 1], got {args.distill}"),
+        (not (args.teacher and args.labels == "ferplus"), "--teacher distils FER-2013 labels; it cannot be used "
+                                                          "with --labels ferplus, whose targets are FER+'s votes"),
     ]
     for ok, message in rules:
         if not ok:
@@ -249,6 +263,21 @@ def ferplus_data(path, train_images, val_images):
             val_images[clear], val_labels[clear])
 
 
+def teacher_targets(path, weight, train_images, train_labels):
+    """--teacher: targets float32 (N, 7) = weight x the teachers' probabilities + (1 - weight) x one-hot labels."""
+    from ferkit import data
+    try:
+        with np.load(path) as f:
+            probabilities, made_from = f["probabilities"], str(f["fingerprint"])
+    except (OSError, ValueError, KeyError) as e:
+        raise cli.UserError(f"--teacher {path}: not a file written by tools/teacher_probs.py ({e})") from None
+    if made_from != data.fingerprint(train_images, train_labels) or probabilities.shape != (len(train_labels), 7):
+        raise cli.UserError(f"--teacher {path}: made from other Training faces than --data's; "
+                            "run tools/teacher_probs.py again with this --data")
+    one_hot = np.eye(7, dtype=np.float32)[train_labels]
+    return (weight * probabilities + (1.0 - weight) * one_hot).astype(np.float32)
+
+
 def evaluate(session, net, loss, images, labels, batch_size=500):
     """Mean loss and accuracy over (images float32, labels int) with the model in inference mode."""
     total_loss, correct = 0.0, 0
@@ -305,6 +334,8 @@ def main():
     if args.labels == "ferplus":
         train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
             args.data, train_images, val_images)
+    if args.teacher:
+        train_targets = teacher_targets(args.teacher, args.distill, train_images, train_labels)
     train_x, val_x = to_model_input(train_images), to_model_input(val_images)
 
     steps_per_epoch = len(train_labels) // args.batch_size  # drop the last partial batch: stable batch norm
@@ -315,6 +346,9 @@ def main():
                 "label_smoothing": args.label_smoothing, "patience": args.patience, "seed": args.seed,
                 "data": args.data, "data_size": len(train_labels), "optimizer": "adam", "init_from": args.init_from,
                 "labels": args.labels}
+    # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
+    settings.update({k: v for k, v in (("erase", args.erase), ("teacher", args.teacher),
+                                        ("distill", args.distill if args.teacher else None)) if v})
     config = {"model": args.model, "hparams": hparams, "settings": settings}
     state = prepare_folder(folder, config, args.overwrite)
     print(f"model {args.model} {config['hparams']}")

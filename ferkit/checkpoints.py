@@ -63,7 +63,8 @@ def build(config, augmentation=False, trainable=True, uint8_faces=False):
     # Inference-only graphs get a Python False: no run-time branches, and batch norm folds into the convs.
     is_training = tf.placeholder_with_default(False, [], name="is_training") if trainable else False
     augment = tf.placeholder_with_default(False, [], name="augment")
-    inputs = tf.cond(augment, lambda: augment_images(inputs), lambda: inputs) if augmentation else inputs
+    erase = config.get("settings", {}).get("erase", 0.0)   # train.py --erase
+    inputs = tf.cond(augment, lambda: augment_images(inputs, erase=erase), lambda: inputs) if augmentation else inputs
     before = set(tf.global_variables())
     logits, end_points = models.inference(config["model"], inputs, is_training, **config["hparams"])
     model_variables = [v for v in tf.global_variables() if v not in before]

@@ -7,6 +7,7 @@
       or a cache written by save_cache().
   save_cache(path, splits)    atomic write of the .npz cache
   class_count_table(splits)   printable class counts per split
+  fingerprint(images, labels) a short hash: equal ones mean the same faces and labels
 
 Loaded.splits maps split name -> (images uint8 (N, 48, 48, 1), labels int64 (N,)).
 Bad input raises DataError, whose message names the file, the line (or the
@@ -14,6 +15,7 @@ image) and what is wrong; with skip_bad=True bad rows are collected in
 Loaded.skipped instead.
 """
 import gzip
+import hashlib
 import io
 import os
 import tarfile
@@ -402,3 +404,10 @@ def class_count_table(splits):
         counts = np.bincount(labels, minlength=NUM_CLASSES)
         rows.append(f"{s:<12}" + "".join(f"{c:>9}" for c in counts) + f"{len(labels):>9}")
     return "\n".join(rows)
+
+
+def fingerprint(images, labels):
+    """A short hash of a split's faces and labels: two reports (or caches) with the same one were computed on the same data."""
+    digest = hashlib.sha256(np.ascontiguousarray(images).tobytes())
+    digest.update(np.asarray(labels).astype("int64").tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,94 @@
+"""The recipe's additions: random erasing, the teachers' soft targets (tools/teacher_probs.py) and train.py --teacher."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import balanced_labels, run_script, synthetic_faces
+
+
+def erased(erase, n=400, seed=1):
+    """augment() of n all-ones faces with no warp -> float32 (n, 48, 48)."""
+    from ferkit.augment import augment, tf
+    with tf.Graph().as_default(), tf.Session() as session:
+        faces = tf.ones([n, 48, 48, 1])
+        out = augment(faces, max_degrees=0.0, max_scale=0.0, max_shift=0.0, erase=erase, seed=seed)
+        return session.run(out)[..., 0]
+
+
+def test_random_erasing_blanks_one_rectangle_per_face():
+    out = erased(1.0)
+    assert set(np.unique(out)) == {0.0, 1.0}
+    for face in out:
+        ys, xs = np.nonzero(face == 0)
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert box == len(ys)                          # the blanked pixels fill their bounding box
+        assert 0.015 <= len(ys) / face.size <= 0.21    # 2-20% of the face, give or take the pixel grid
+
+
+def test_random_erasing_probability():
+    assert np.all(erased(0.0) == 1.0)
+    hit = np.mean([np.any(face == 0) for face in erased(0.5)])
+    assert 0.4 < hit < 0.6
+
+
+@pytest.fixture(scope="module")
+def teacher_file(tmp_path_factory, synthetic_cache, tiny_checkpoint):
+    out = tmp_path_factory.mktemp("teacher") / "teacher.npz"
+    proc = run_script("tools/teacher_probs.py", tiny_checkpoint, "--data", synthetic_cache, "--out", out, check=0)
+    assert "ensemble of 1: Training" in proc.stdout and "PublicTest" in proc.stdout
+    return out
+
+
+def test_teacher_probabilities_are_the_models_tta_average(teacher_file, synthetic_cache, tiny_checkpoint):
+    from ferkit import backends, data
+    images, labels = data.load(synthetic_cache, splits=("Training",)).splits["Training"]
+    with np.load(teacher_file) as f:
+        probabilities, fingerprint, tta = f["probabilities"], str(f["fingerprint"]), bool(f["tta"])
+    assert probabilities.shape == (len(labels), 7) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    model = backends.load(str(tiny_checkpoint))
+    np.testing.assert_allclose(probabilities, model.predict(images, tta=True), atol=1e-5)
+    assert tta and fingerprint == data.fingerprint(images, labels)
+    assert not list(teacher_file.parent.glob("*.tmp-*"))
+
+
+def test_training_with_a_teacher_and_erasing(tmp_path, teacher_file, synthetic_cache):
+    folder = tmp_path / "student"
+    run_script("train.py", "--model", "dnn", "--epochs", 2, "--max-steps", 6, "--batch-size", 16, "--data", synthetic_cache,
+               "--teacher", teacher_file, "--distill", 0.7, "--erase", 0.5, "--checkpoint-dir", folder, check=0)
+    settings = json.loads((folder / "config.json").read_text())["settings"]
+    assert (settings["teacher"], settings["distill"], settings["erase"]) == (str(teacher_file), 0.7, 0.5)
+    assert list((folder / "best").glob("*.index"))
+    # Resuming (5 steps per epoch: it stopped in epoch 2) with another teacher weight is refused, like any
+    # other change of schedule.
+    proc = run_script("train.py", "--model", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
+                      "--teacher", teacher_file, "--distill", 0.5, "--erase", 0.5, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "other settings" in proc.stderr
+
+
+def test_teacher_of_other_data_is_refused_before_anything_is_written(tmp_path, teacher_file):
+    from ferkit.data import save_cache
+    labels = balanced_labels(12)
+    other = tmp_path / "other.npz"
+    save_cache(other, {"Training": (synthetic_faces(labels, seed=9), labels),
+                       "PublicTest": (synthetic_faces(balanced_labels(4), seed=8), balanced_labels(4))})
+    folder = tmp_path / "student"
+    proc = run_script("train.py", "--model", "dnn", "--data", other, "--teacher", teacher_file, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "made from other Training faces" in proc.stderr and not folder.exists()
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a teacher file")
+    proc = run_script("train.py", "--model", "dnn", "--data", other, "--teacher", junk, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "not a file written by tools/teacher_probs.py" in proc.stderr
+    assert not folder.exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--erase", "1.5"), "--erase must be a probability"),
+    (("--teacher", "t.npz", "--distill", "0"), "--distill must be in (0, 1]"),
+    (("--teacher", "t.npz", "--labels", "ferplus"), "cannot be used with --labels ferplus"),
+])
+def test_bad_recipe_options(args, message):
+    proc = run_script("train.py", "--model", "dnn", *args)
+    assert proc.returncode == 2 and message in proc.stderr
