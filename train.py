@@ -266,16 +266,17 @@ def ferplus_data(path, train_images, val_images):
 def teacher_targets(path, weight, train_images, train_labels):
     """--teacher: targets float32 (N, 7) = weight x the teachers' probabilities + (1 - weight) x one-hot labels."""
     from ferkit import data
+    from ferkit.faces import NUM_CLASSES, one_hot
     try:
         with np.load(path) as f:
             probabilities, made_from = f["probabilities"], str(f["fingerprint"])
     except (OSError, ValueError, KeyError) as e:
         raise cli.UserError(f"--teacher {path}: not a file written by tools/teacher_probs.py ({e})") from None
-    if made_from != data.fingerprint(train_images, train_labels) or probabilities.shape != (len(train_labels), 7):
+    same_data = made_from == data.fingerprint(train_images, train_labels)
+    if not same_data or probabilities.shape != (len(train_labels), NUM_CLASSES):
         raise cli.UserError(f"--teacher {path}: made from other Training faces than --data's; "
                             "run tools/teacher_probs.py again with this --data")
-    one_hot = np.eye(7, dtype=np.float32)[train_labels]
-    return (weight * probabilities + (1.0 - weight) * one_hot).astype(np.float32)
+    return (weight * probabilities + (1.0 - weight) * one_hot(train_labels)).astype(np.float32)
 
 
 def evaluate(session, net, loss, images, labels, batch_size=500):

@@ -25,6 +25,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from ferkit import backends, cli, data  # noqa: E402
+from ferkit.faces import NUM_CLASSES  # noqa: E402
 
 
 def main():
@@ -41,8 +42,8 @@ def main():
     splits = data.load(args.data, splits=("Training", "PublicTest")).splits
     train_images, train_labels = splits["Training"]
     val_images, val_labels = splits["PublicTest"]
-    train_sum = np.zeros((len(train_labels), 7), np.float64)
-    val_sum = np.zeros((len(val_labels), 7), np.float64)
+    train_sum = np.zeros((len(train_labels), NUM_CLASSES), np.float64)
+    val_sum = np.zeros((len(val_labels), NUM_CLASSES), np.float64)
     for path in paths:
         start = time.perf_counter()
         model = backends.load(path)
