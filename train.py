@@ -319,7 +319,7 @@ def main():
     from tqdm import tqdm
 
     from ferkit import backends, checkpoints, data
-    from ferkit.faces import to_model_input
+    from ferkit.faces import NUM_CLASSES, to_model_input
     from models.layers import tf
     folder = args.checkpoint_dir or os.path.join(backends.CHECKPOINT_ROOT, args.model)
     hparams = model_hparams(args.model, args.set)
@@ -359,7 +359,7 @@ def main():
     tf.set_random_seed(args.seed)
     net = checkpoints.build(config, augmentation=True)
     # Soft targets (N, 7) when fed (FER+ vote shares); otherwise the one-hot of the int labels, as always.
-    targets = tf.placeholder_with_default(tf.one_hot(net.labels, 7), [None, 7], name="targets")
+    targets = tf.placeholder_with_default(tf.one_hot(net.labels, NUM_CLASSES), [None, NUM_CLASSES], name="targets")
     total_loss, cross_entropy = models.loss(net.logits, label_smoothing=args.label_smoothing, targets=targets)
     global_step = tf.train.get_or_create_global_step()
     lr = learning_rate(global_step, args.lr, int(args.warmup_epochs * steps_per_epoch), total_steps)
