@@ -104,3 +104,27 @@ def test_nan_loss_stops_cleanly(tmp_path, synthetic_cache):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "error: loss became nan at step" in proc.stderr and "probably too high: try --lr" in proc.stderr
     assert not (folder / "last").exists()  # no diverged weights saved
+
+
+def test_sgd_with_nesterov_momentum(tmp_path, synthetic_cache):
+    folder = tmp_path / "sgd"
+    proc = run_script("train.py", *TRAIN, "--optimizer", "sgd", "--data", synthetic_cache, "--checkpoint-dir", folder,
+                      "--max-steps", 7, check=0)
+    settings = json.loads((folder / "config.json").read_text())["settings"]
+    assert settings["optimizer"] == "sgd" and settings["momentum"] == 0.9 and settings["lr"] == 0.05
+    assert float(read_log(folder)[0]["lr"]) <= 0.05
+    import tensorflow as tf
+    slots = [name for name, _ in tf.train.list_variables(str(folder / "last"))]
+    assert any(name.endswith("/Momentum") for name in slots) and not any("/Adam" in name for name in slots)
+    # Resuming is SGD's alone: another optimizer is another run.
+    proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "trained with other settings (lr, optimizer, momentum: 0.05, sgd, 0.9)" in proc.stderr
+    proc = run_script("train.py", *TRAIN, "--optimizer", "sgd", "--data", synthetic_cache, "--checkpoint-dir", folder, check=0)
+    assert "at step 7 (epoch 2)" in proc.stdout and "finished" in proc.stdout
+
+
+def test_bad_momentum_is_refused_before_anything_is_written(tmp_path, synthetic_cache):
+    proc = run_script("train.py", *TRAIN, "--optimizer", "sgd", "--momentum", 1, "--data", synthetic_cache,
+                      "--checkpoint-dir", tmp_path / "ck")
+    assert proc.returncode == 2 and "--momentum must be in [0, 1), got 1.0" in proc.stderr
+    assert not (tmp_path / "ck").exists()
