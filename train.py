@@ -74,6 +74,8 @@ def parse_args():
                              "(default: %(default)s)")
     args = parser.parse_args()
     check_options(parser, args)
+    if args.lr is None:  # the default depends on --optimizer
+        args.lr = DEFAULT_LR[args.optimizer]
     return args
 
 
@@ -99,8 +101,6 @@ def check_options(parser, args):
     for ok, message in rules:
         if not ok:
             parser.error(message)
-    if args.lr is None:
-        args.lr = DEFAULT_LR[args.optimizer]
     for item in args.set:
         if "=" not in item or not item.partition("=")[0]:
             parser.error(f"--set {item}: expected NAME=VALUE, such as --set dropout=0.4")
