@@ -360,8 +360,9 @@ def main():
                 "labels": args.labels}
     # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
     settings.update({k: v for k, v in (("erase", args.erase), ("teacher", args.teacher),
-                                        ("distill", args.distill if args.teacher else None),
-                                        ("momentum", args.momentum if args.optimizer == "sgd" else None)) if v})
+                                        ("distill", args.distill if args.teacher else None)) if v})
+    if args.optimizer == "sgd":
+        settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
     config = {"model": args.model, "hparams": hparams, "settings": settings}
     state = prepare_folder(folder, config, args.overwrite)
     print(f"model {args.model} {config['hparams']}")

@@ -128,3 +128,10 @@ def test_bad_momentum_is_refused_before_anything_is_written(tmp_path, synthetic_
                       "--checkpoint-dir", tmp_path / "ck")
     assert proc.returncode == 2 and "--momentum must be in [0, 1), got 1.0" in proc.stderr
     assert not (tmp_path / "ck").exists()
+
+
+def test_sgd_without_momentum_is_recorded_as_such(tmp_path, synthetic_cache):
+    folder = tmp_path / "plain_sgd"
+    run_script("train.py", *TRAIN, "--optimizer", "sgd", "--momentum", 0, "--data", synthetic_cache,
+               "--checkpoint-dir", folder, "--max-steps", 1, check=0)
+    assert json.loads((folder / "config.json").read_text())["settings"]["momentum"] == 0.0
