@@ -1,8 +1,10 @@
 """Training and inference speed of each model on this machine, and the input pipeline's share.
 
     python benchmarks/bench_models.py [--models dnn acnn_alstm cnn_lstm cnn_alstm] [--steps 30]
+    python benchmarks/bench_models.py --models --checkpoint runs/res45   # the architecture a folder records
 
-For each model, on random faces: parameters; training images/s at batch 128
+For each model, on random faces: parameters; floating-point operations per
+face (a multiply-add counts two, as TensorFlow's profiler counts them); training images/s at batch 128
 (a full train.py step: batch slicing, feeding, in-graph augmentation, Adam);
 the same step without augmentation and with a fixed pre-sliced batch, whose
 difference is what the input pipeline costs; and inference images/s at
@@ -34,12 +36,24 @@ def median_seconds(fn, steps, warmup=5):
     return float(np.median(times))
 
 
-def bench(name, steps, rng):
+def flops_per_face(name, hparams):
+    """Floating-point operations of one face through the model at inference (is_training False),
+    as tf.profiler counts them: convolutions and matmuls at two per multiply-add, plus the ops
+    (bias adds, batch norm, activations) that register a count."""
+    graph = tf.Graph()
+    with graph.as_default():
+        models.inference(name, tf.zeros([1, 48, 48, 1]), False, **hparams)
+        options = tf.profiler.ProfileOptionBuilder(tf.profiler.ProfileOptionBuilder.float_operation()) \
+            .with_empty_output().build()
+        return tf.profiler.profile(graph, options=options).total_float_ops
+
+
+def bench(name, hparams, steps, rng):
     train_x = to_model_input(rng.integers(0, 256, (28709, 48, 48, 1), dtype=np.uint8))
     train_y = rng.integers(0, 7, 28709)
     graph = tf.Graph()
     with graph.as_default():
-        net = checkpoints.build({"model": name, "hparams": models.default_hparams(name)}, augmentation=True)
+        net = checkpoints.build({"model": name, "hparams": hparams}, augmentation=True)
         total, _ = models.loss(net.logits, net.labels, 0.1)
         train_op = tf.train.AdamOptimizer(1e-3).minimize(total)
         n_params = sum(int(np.prod(v.shape)) for v in tf.trainable_variables())
@@ -57,7 +71,7 @@ def bench(name, steps, rng):
     session.close()
     graph = tf.Graph()
     with graph.as_default():  # the inference-only graph that evaluate.py and predict.py build
-        net = checkpoints.build({"model": name, "hparams": models.default_hparams(name)}, trainable=False)
+        net = checkpoints.build({"model": name, "hparams": hparams}, trainable=False)
         init = tf.global_variables_initializer()
     speeds = []
     for bfloat16 in (False, True):
@@ -66,21 +80,29 @@ def bench(name, steps, rng):
         speeds += [b / median_seconds(lambda b=b: session.run(net.logits, {net.images: train_x[:b]}), steps)
                    for b in (128, 256)]
         session.close()
-    return (n_params, 128 / full, 128 / bare, (full - bare) / full, *speeds)
+    return (n_params, flops_per_face(name, hparams), 128 / full, 128 / bare, (full - bare) / full, *speeds)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=list(models.MODELS), choices=list(models.MODELS))
+    parser.add_argument("--models", nargs="*", default=list(models.MODELS), choices=list(models.MODELS),
+                        help="models at their default hyperparameters (default: all)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                        help="also the model a checkpoint folder's config.json describes, such as one trained "
+                             "with --set (repeatable; its weights are not read)")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     print(f"bfloat16 instructions on this CPU: {checkpoints.cpu_has_bfloat16()}")
-    print(f"{'model':<12}{'params':>11}{'train img/s':>13}{'no-input img/s':>16}{'input share':>13}"
+    runs = [(name, name, models.default_hparams(name)) for name in args.models]
+    for folder in args.checkpoint:
+        config = checkpoints.read_config(folder)
+        runs.append((folder, config["model"], config["hparams"]))
+    print(f"{'model':<12}{'params':>11}{'MFLOPs':>8}{'train img/s':>13}{'no-input img/s':>16}{'input share':>13}"
           f"{'infer@128':>11}{'infer@256':>11}{'bf16@128':>10}{'bf16@256':>10}")
-    for name in args.models:
-        n, train, bare, share, *infer = bench(name, args.steps, rng)
-        print(f"{name:<12}{n:>11,}{train:>13.0f}{bare:>16.0f}{share:>12.1%}" + "".join(f"{v:>10.0f}" for v in infer))
+    for label, name, hparams in runs:
+        n, flops, train, bare, share, *infer = bench(name, hparams, args.steps, rng)
+        print(f"{label:<12}{n:>11,}{flops / 1e6:>8.0f}{train:>13.0f}{bare:>16.0f}{share:>12.1%}" + "".join(f"{v:>10.0f}" for v in infer))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def read_config(folder):
                         "(train one with: python train.py --model NAME)")
     try:
         config = read_json(path)
-        models.get(config["model"])
+        # Hyperparameters added since the folder was written take their defaults, which are
+        # what it was built with (models/acnn_alstm.py's first_width and residual_stages).
+        config["hparams"] = {**models.default_hparams(config["model"]), **config["hparams"]}
         models.check_hparams(config["model"], config["hparams"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a valid checkpoint config ({e}); was it edited? "

@@ -39,12 +39,15 @@ def default_hparams(name):
 
 def check_hparams(name, hparams):
     """Raise ValueError saying which hyperparameter is out of its range: widths and counts
-    (ints) at least 1, dropout in [0, 1), other floats finite and at least 0."""
+    (ints) at least 1 (residual_stages 0 to 4), dropout in [0, 1), other floats finite and at least 0."""
     defaults = default_hparams(name)
     for key, value in hparams.items():
         if key not in defaults:
             raise ValueError(f"{name} has no hyperparameter {key!r}; it has {', '.join(defaults)}")
-        if isinstance(defaults[key], int) and not (isinstance(value, int) and value >= 1):
+        if key == "residual_stages":  # a count of CNN stages, of which there are 4
+            if not (isinstance(value, int) and 0 <= value <= 4):
+                raise ValueError(f"{key}={value!r}: must be a whole number from 0 to 4")
+        elif isinstance(defaults[key], int) and not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{key}={value!r}: must be a whole number, at least 1")
         if isinstance(defaults[key], float):
             if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):

@@ -6,7 +6,12 @@ images: float32 (N, 48, 48, 1) from ferkit.faces.to_model_input; logits (N, 7).
 The five parts, each in its own variable scope:
   cnn               8 conv layers (32-32, 64-64, 128-128, 256-256, batch norm,
                     ReLU, max-pool after the first three pairs) -> a 6x6 grid
-                    of 36 local feature vectors (N, 36, 256)
+                    of 36 local feature vectors (N, 36, 256).  Two hyperparameters
+                    reshape it (their defaults give the layers above):
+                    first_width, the width of conv1 (the second 48x48 conv keeps 32);
+                    residual_stages, how many of the last stages get a residual
+                    block (two more convs, added back onto the stage's first conv)
+                    in place of their second conv.
   local_attention   one score per local feature from its correlation with a
                     learned query, softmax over the 36 positions; features are
                     reweighted by 36 * weight (mean weight 1, so their scale is kept)
@@ -25,19 +30,39 @@ from models.layers import tf
 CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
 
 
+def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
+    """The convolutional part: images (N, 48, 48, 1) -> feature grid (N, 6, 6, 256).
+
+    Convs are numbered conv1, conv2, ... in order, so the default (a plain
+    VGG-style stack) keeps the variable names of checkpoints made before the
+    hyperparameters existed.
+    """
+    n = 0
+
+    def conv(x, width, relu=True):
+        nonlocal n
+        n += 1
+        return layers.conv2d(x, width, 3, f"conv{n}", weight_decay, is_training, relu=relu)
+
+    for stage, widths in enumerate(CNN_BLOCKS):
+        x = conv(x, first_width if stage == 0 else widths[0])
+        if stage >= len(CNN_BLOCKS) - residual_stages:
+            # A basic residual block at the stage's width: relu(x + bn(conv(relu(bn(conv(x)))))).
+            x = tf.nn.relu(x + conv(conv(x, widths[1]), widths[1], relu=False))
+        else:
+            x = conv(x, widths[1])
+        if stage < len(CNN_BLOCKS) - 1:
+            x = layers.max_pool(x)                      # 48 -> 24 -> 12 -> 6
+    return x
+
+
 def inference(images, is_training, num_classes=7, local_attention=True, global_attention=True,
-              lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4):
+              lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4,
+              first_width=32, residual_stages=0):
     """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict."""
     end_points = {}
-    x = images
     with tf.variable_scope("cnn"):
-        n = 0
-        for block, widths in enumerate(CNN_BLOCKS):
-            for width in widths:
-                n += 1
-                x = layers.conv2d(x, width, 3, f"conv{n}", weight_decay, is_training)
-            if block < len(CNN_BLOCKS) - 1:
-                x = layers.max_pool(x)                      # 48 -> 24 -> 12 -> 6
+        x = cnn(images, is_training, weight_decay, first_width, residual_stages)
     grid = x.shape[1] * x.shape[2]
     local = tf.reshape(x, [-1, grid, x.shape[3]])           # (N, 36, 256), row-major grid positions
     end_points["local_features"] = local

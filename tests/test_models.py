@@ -103,3 +103,52 @@ def test_save_restore_gives_identical_logits(tmp_path):
     classifier = checkpoints.Classifier(str(tmp_path))
     after = classifier.predict(faces)
     np.testing.assert_allclose(after, np.exp(before) / np.exp(before).sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_acnn_alstm_residual_cnn_layers():
+    graph, net = build("acnn_alstm", first_width=16, residual_stages=2)
+    shapes = {v.op.name: v.shape.as_list() for v in net.model_variables if v.op.name.endswith("/weights")}
+    convs = {name: shape for name, shape in shapes.items() if name.startswith("cnn/")}
+    # 48x48: 16 then 32 wide; 24x24: 64-64; 12x12 and 6x6: a conv, then a residual block of two.
+    assert convs == {"cnn/conv1/weights": [3, 3, 1, 16], "cnn/conv2/weights": [3, 3, 16, 32],
+                     "cnn/conv3/weights": [3, 3, 32, 64], "cnn/conv4/weights": [3, 3, 64, 64],
+                     "cnn/conv5/weights": [3, 3, 64, 128], "cnn/conv6/weights": [3, 3, 128, 128],
+                     "cnn/conv7/weights": [3, 3, 128, 128], "cnn/conv8/weights": [3, 3, 128, 256],
+                     "cnn/conv9/weights": [3, 3, 256, 256], "cnn/conv10/weights": [3, 3, 256, 256]}
+    assert net.end_points["local_features"].shape.as_list() == [None, 36, 256]
+
+
+def test_residual_block_adds_its_input_back():
+    graph, net = build("acnn_alstm", residual_stages=1)   # the 6x6 stage: conv7, then conv8 + conv9
+    feed = {net.images: to_model_input(synthetic_faces(balanced_labels(1)))}
+    block_input = graph.get_tensor_by_name("cnn/conv7/Relu:0")
+    block_output = graph.get_tensor_by_name("cnn/Relu:0")
+    with graph.as_default(), tf.Session() as s:
+        s.run(tf.variables_initializer(net.model_variables))
+        x, y = s.run([block_input, block_output], feed)
+        assert not np.allclose(x, y)
+        # With the second conv's batch-norm scale and shift at zero the branch adds nothing:
+        # the block passes its (non-negative) input through unchanged.
+        for name in ("gamma", "beta"):
+            variable, = [v for v in net.model_variables if v.op.name == f"cnn/conv9/bn/{name}"]
+            s.run(variable.assign(tf.zeros_like(variable)))
+        x, y = s.run([block_input, block_output], feed)
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("hparams, message", [
+    ({"residual_stages": 5}, "residual_stages=5: must be a whole number from 0 to 4"),
+    ({"residual_stages": -1}, "residual_stages=-1: must be a whole number from 0 to 4"),
+    ({"first_width": 0}, "first_width=0: must be a whole number, at least 1"),
+])
+def test_cnn_shape_hyperparameters_are_range_checked(hparams, message):
+    models.check_hparams("acnn_alstm", {**models.default_hparams("acnn_alstm"), "residual_stages": 0})
+    with pytest.raises(ValueError, match=message):
+        models.check_hparams("acnn_alstm", {**models.default_hparams("acnn_alstm"), **hparams})
+
+
+def test_configs_older_than_a_hyperparameter_read_as_its_default(tmp_path):
+    old = {k: v for k, v in models.default_hparams("acnn_alstm").items() if k not in ("first_width", "residual_stages")}
+    checkpoints.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": old})
+    hparams = checkpoints.read_config(str(tmp_path))["hparams"]
+    assert hparams == models.default_hparams("acnn_alstm") and (hparams["first_width"], hparams["residual_stages"]) == (32, 0)

@@ -135,3 +135,25 @@ def test_sgd_without_momentum_is_recorded_as_such(tmp_path, synthetic_cache):
     run_script("train.py", *TRAIN, "--optimizer", "sgd", "--momentum", 0, "--data", synthetic_cache,
                "--checkpoint-dir", folder, "--max-steps", 1, check=0)
     assert json.loads((folder / "config.json").read_text())["settings"]["momentum"] == 0.0
+
+
+def test_cnn_hyperparameters_and_folders_older_than_them(tmp_path, synthetic_cache):
+    small = ("--model", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache)
+    folder = tmp_path / "res"
+    run_script("train.py", *small, "--set", "first_width=16", "--set", "residual_stages=2",
+               "--checkpoint-dir", folder, "--max-steps", 1, check=0)
+    hparams = json.loads((folder / "config.json").read_text())["hparams"]
+    assert (hparams["first_width"], hparams["residual_stages"]) == (16, 2)
+    proc = run_script("train.py", *small, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "trained with other settings (first_width, residual_stages: 16, 2)" in proc.stderr
+    proc = run_script("train.py", *small, "--set", "residual_stages=5", "--checkpoint-dir", tmp_path / "bad")
+    assert proc.returncode == 2 and "residual_stages=5: must be a whole number from 0 to 4" in proc.stderr
+    assert not (tmp_path / "bad").exists()
+    # A folder written before the hyperparameters existed resumes as the default architecture.
+    folder = tmp_path / "old"
+    run_script("train.py", *small, "--checkpoint-dir", folder, "--max-steps", 1, check=0)
+    config = json.loads((folder / "config.json").read_text())
+    del config["hparams"]["first_width"], config["hparams"]["residual_stages"]
+    (folder / "config.json").write_text(json.dumps(config))
+    proc = run_script("train.py", *small, "--checkpoint-dir", folder, "--max-steps", 2, check=0)
+    assert "at step 1 (epoch 1)" in proc.stdout and "stopped at step 2" in proc.stdout
