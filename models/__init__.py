@@ -26,8 +26,11 @@ def get(name):
     """Model function for `name`; ValueError listing the known names otherwise."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
-    module, fixed = MODELS[name]
-    return functools.partial(importlib.import_module(f"models.{module}").inference, **fixed)
+    return functools.partial(_module(name).inference, **MODELS[name][1])
+
+
+def _module(name):
+    return importlib.import_module(f"models.{MODELS[name][0]}")
 
 
 def default_hparams(name):
@@ -39,14 +42,17 @@ def default_hparams(name):
 
 def check_hparams(name, hparams):
     """Raise ValueError saying which hyperparameter is out of its range: widths and counts
-    (ints) at least 1 (residual_stages 0 to 4), dropout in [0, 1), other floats finite and at least 0."""
+    (ints) at least 1, or in the range the model's module gives them in INT_RANGES, dropout
+    in [0, 1), other floats finite and at least 0."""
     defaults = default_hparams(name)
+    ranges = getattr(_module(name), "INT_RANGES", {})
     for key, value in hparams.items():
         if key not in defaults:
             raise ValueError(f"{name} has no hyperparameter {key!r}; it has {', '.join(defaults)}")
-        if key == "residual_stages":  # a count of CNN stages, of which there are 4
-            if not (isinstance(value, int) and 0 <= value <= 4):
-                raise ValueError(f"{key}={value!r}: must be a whole number from 0 to 4")
+        if key in ranges:
+            low, high = ranges[key]
+            if not (isinstance(value, int) and low <= value <= high):
+                raise ValueError(f"{key}={value!r}: must be a whole number from {low} to {high}")
         elif isinstance(defaults[key], int) and not (isinstance(value, int) and value >= 1):
             raise ValueError(f"{key}={value!r}: must be a whole number, at least 1")
         if isinstance(defaults[key], float):

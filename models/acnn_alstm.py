@@ -28,6 +28,7 @@ from models import layers
 from models.layers import tf
 
 CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
+INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS))}   # models.check_hparams: integers not "at least 1"
 
 
 def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
