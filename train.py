@@ -28,7 +28,7 @@ from ferkit import cli
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
 SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels",
-                 "erase", "teacher", "distill", "optimizer", "momentum")
+                 "erase", "teacher", "distill", "optimizer", "momentum", "mixup")
 # Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
 # CNNs, scaled to our batch of 64.
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
@@ -66,6 +66,10 @@ def parse_args():
     parser.add_argument("--erase", type=float, default=0.0, metavar="P",
                         help="random erasing: blank one random rectangle (2-20%% of the face) of each training face "
                              "with probability P (default: %(default)s, off)")
+    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                        help="mixup: train on each face blended with another face of its batch, weight "
+                             "max(l, 1 - l) with l ~ Beta(ALPHA, ALPHA), the targets blended alike "
+                             "(default: %(default)s, off; 0.2 is usual)")
     parser.add_argument("--teacher", metavar="NPZ",
                         help="distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
                              "(--distill); made from the same --data")
@@ -94,6 +98,7 @@ def check_options(parser, args):
         (args.patience >= 1, f"--patience must be at least 1, got {args.patience}"),
         (0 <= args.seed < 2 ** 32, f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}"),
         (finite(args.erase) and 0 <= args.erase <= 1, f"--erase must be a probability in [0, 1], got {args.erase}"),
+        (finite(args.mixup) and 0 <= args.mixup <= 10, f"--mixup must be in [0, 10] (0 is off), got {args.mixup}"),
         (finite(args.distill) and 0 < args.distill <= 1, f"--distill must be in (0, 1], got {args.distill}"),
         (not (args.teacher and args.labels == "ferplus"), "--teacher distils FER-2013 labels; it cannot be used "
                                                           "with --labels ferplus, whose targets are FER+'s votes"),
@@ -290,6 +295,19 @@ def teacher_targets(path, weight, train_images, train_labels):
     return (weight * probabilities + (1.0 - weight) * one_hot(train_labels)).astype(np.float32)
 
 
+def mixup(images, targets, alpha, rng):
+    """Mixup (Zhang et al. 2018): images float32 (B, 48, 48, 1) and targets (B, 7), each row blended with
+    another row of the batch at weight l = max(u, 1 - u), u ~ Beta(alpha, alpha) per row.
+    Taking the larger weight keeps each row mostly its own face, so its int label still names the
+    dominant one (the accuracy shown). -> (images, targets float32), the same shapes."""
+    weight = rng.beta(alpha, alpha, size=len(images)).astype(np.float32)
+    weight = np.maximum(weight, 1.0 - weight)
+    other = rng.permutation(len(images))
+    mixed_images = weight[:, None, None, None] * images + (1.0 - weight[:, None, None, None]) * images[other]
+    mixed_targets = weight[:, None] * targets + (1.0 - weight[:, None]) * targets[other]
+    return mixed_images.astype(np.float32), mixed_targets.astype(np.float32)
+
+
 def evaluate(session, net, loss, images, labels, batch_size=500):
     """Mean loss and accuracy over (images float32, labels int) with the model in inference mode."""
     total_loss, correct = 0.0, 0
@@ -330,7 +348,7 @@ def main():
     from tqdm import tqdm
 
     from ferkit import backends, checkpoints, data
-    from ferkit.faces import NUM_CLASSES, to_model_input
+    from ferkit.faces import NUM_CLASSES, one_hot, to_model_input
     from models.layers import tf
     folder = args.checkpoint_dir or os.path.join(backends.CHECKPOINT_ROOT, args.model)
     hparams = model_hparams(args.model, args.set)
@@ -359,7 +377,7 @@ def main():
                 "data": args.data, "data_size": len(train_labels), "optimizer": args.optimizer, "init_from": args.init_from,
                 "labels": args.labels}
     # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
-    settings.update({k: v for k, v in (("erase", args.erase), ("teacher", args.teacher),
+    settings.update({k: v for k, v in (("erase", args.erase), ("mixup", args.mixup), ("teacher", args.teacher),
                                         ("distill", args.distill if args.teacher else None)) if v})
     if args.optimizer == "sgd":
         settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
@@ -438,6 +456,11 @@ def main():
                             net.is_training: True, net.augment: True}
                     if train_targets is not None:
                         feed[targets] = train_targets[batch]
+                    if args.mixup:
+                        # Seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs.
+                        batch_targets = train_targets[batch] if train_targets is not None else one_hot(train_labels[batch])
+                        feed[net.images], feed[targets] = mixup(train_x[batch], batch_targets, args.mixup,
+                                                                np.random.RandomState([args.seed, epoch, i]))
                     fetches = [train_op, cross_entropy, correct]
                     if step % 50 == 0:
                         fetches.append(summaries)

@@ -1,4 +1,4 @@
-"""The recipe's additions: random erasing, the teachers' soft targets (tools/teacher_probs.py) and train.py --teacher."""
+"""The recipe's additions: random erasing, mixup, the teachers' soft targets (tools/teacher_probs.py) and train.py --teacher."""
 import json
 
 import numpy as np
@@ -88,7 +88,45 @@ def test_teacher_of_other_data_is_refused_before_anything_is_written(tmp_path, t
     (("--erase", "1.5"), "--erase must be a probability"),
     (("--teacher", "t.npz", "--distill", "0"), "--distill must be in (0, 1]"),
     (("--teacher", "t.npz", "--labels", "ferplus"), "cannot be used with --labels ferplus"),
+    (("--mixup", "-0.2"), "--mixup must be in [0, 10] (0 is off), got -0.2"),
+    (("--mixup", "nan"), "--mixup must be in [0, 10]"),
 ])
 def test_bad_recipe_options(args, message):
     proc = run_script("train.py", "--model", "dnn", *args)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_mixup_blends_each_face_with_one_other_and_its_targets_alike():
+    from train import mixup
+    rng = np.random.RandomState(3)
+    images = rng.uniform(-1, 1, (7, 48, 48, 1)).astype(np.float32)
+    targets = np.eye(7, dtype=np.float32)  # row r is class r: the targets show which faces were blended
+    mixed, mixed_targets = mixup(images, targets, 0.4, np.random.RandomState(5))
+    assert mixed.shape == images.shape and mixed.dtype == np.float32 and mixed_targets.shape == (7, 7)
+    assert np.allclose(mixed_targets.sum(1), 1.0)
+    for r in range(7):
+        weight = mixed_targets[r, r]
+        assert 0.5 <= weight <= 1.0  # mostly its own face: its label still names the dominant one
+        others = [c for c in range(7) if c != r and mixed_targets[r, c] > 0]
+        if weight < 1.0:  # blended with exactly one other face, at the weight its target says
+            assert len(others) == 1
+            assert np.allclose(mixed[r], weight * images[r] + (1 - weight) * images[others[0]], atol=1e-6)
+        else:
+            assert not others and np.allclose(mixed[r], images[r])
+    assert np.mean(np.diag(mixed_targets) < 1.0) > 0.5  # it did blend
+    # The same generator state gives the same blend: a resumed epoch repeats its batches exactly.
+    again, again_targets = mixup(images, targets, 0.4, np.random.RandomState(5))
+    assert np.array_equal(again, mixed) and np.array_equal(again_targets, mixed_targets)
+
+
+def test_training_with_mixup(tmp_path, synthetic_cache):
+    folder = tmp_path / "mixup"
+    train = ("train.py", "--model", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
+             "--checkpoint-dir", folder)
+    run_script(*train, "--mixup", 0.2, "--max-steps", 6, check=0)
+    assert json.loads((folder / "config.json").read_text())["settings"]["mixup"] == 0.2
+    assert list((folder / "best").glob("*.index"))
+    proc = run_script(*train)  # without mixup: another run
+    assert proc.returncode == 2 and "other settings (mixup: 0.2)" in proc.stderr
+    proc = run_script(*train, "--mixup", 0.2, check=0)
+    assert "at step 6 (epoch 2)" in proc.stdout and "finished" in proc.stdout
