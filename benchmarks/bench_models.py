@@ -98,11 +98,13 @@ def main():
     for folder in args.checkpoint:
         config = checkpoints.read_config(folder)
         runs.append((folder, config["model"], config["hparams"]))
-    print(f"{'model':<12}{'params':>11}{'MFLOPs':>8}{'train img/s':>13}{'no-input img/s':>16}{'input share':>13}"
+    width = max([12] + [len(label) + 2 for label, _, _ in runs])  # a --checkpoint path can be long
+    print(f"{'model':<{width}}{'params':>11}{'MFLOPs':>8}{'train img/s':>13}{'no-input img/s':>16}{'input share':>13}"
           f"{'infer@128':>11}{'infer@256':>11}{'bf16@128':>10}{'bf16@256':>10}")
     for label, name, hparams in runs:
         n, flops, train, bare, share, *infer = bench(name, hparams, args.steps, rng)
-        print(f"{label:<12}{n:>11,}{flops / 1e6:>8.0f}{train:>13.0f}{bare:>16.0f}{share:>12.1%}" + "".join(f"{v:>10.0f}" for v in infer))
+        print(f"{label:<{width}}{n:>11,}{flops / 1e6:>8.0f}{train:>13.0f}{bare:>16.0f}{share:>13.1%}"
+              + "".join(f"{v:>{w}.0f}" for v, w in zip(infer, (11, 11, 10, 10))))
 
 
 if __name__ == "__main__":
