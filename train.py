@@ -68,7 +68,7 @@ def parse_args():
                              "with probability P (default: %(default)s, off)")
     parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
                         help="mixup: train on each face blended with another face of its batch, weight "
-                             "max(l, 1 - l) with l ~ Beta(ALPHA, ALPHA), the targets blended alike "
+                             "max(u, 1 - u) with u ~ Beta(ALPHA, ALPHA), the targets blended alike "
                              "(default: %(default)s, off; 0.2 is usual)")
     parser.add_argument("--teacher", metavar="NPZ",
                         help="distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
@@ -452,15 +452,14 @@ def main():
                            unit="step", leave=True, dynamic_ncols=True)
                 for i in bar:
                     batch = order[i * args.batch_size:(i + 1) * args.batch_size]
-                    feed = {net.images: train_x[batch], net.labels: train_labels[batch],
-                            net.is_training: True, net.augment: True}
-                    if train_targets is not None:
-                        feed[targets] = train_targets[batch]
+                    x, t = train_x[batch], None if train_targets is None else train_targets[batch]
                     if args.mixup:
                         # Seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs.
-                        batch_targets = train_targets[batch] if train_targets is not None else one_hot(train_labels[batch])
-                        feed[net.images], feed[targets] = mixup(train_x[batch], batch_targets, args.mixup,
-                                                                np.random.RandomState([args.seed, epoch, i]))
+                        x, t = mixup(x, one_hot(train_labels[batch]) if t is None else t, args.mixup,
+                                     np.random.RandomState([args.seed, epoch, i]))
+                    feed = {net.images: x, net.labels: train_labels[batch], net.is_training: True, net.augment: True}
+                    if t is not None:
+                        feed[targets] = t
                     fetches = [train_op, cross_entropy, correct]
                     if step % 50 == 0:
                         fetches.append(summaries)
