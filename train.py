@@ -303,9 +303,11 @@ def mixup(images, targets, alpha, rng):
     weight = rng.beta(alpha, alpha, size=len(images)).astype(np.float32)
     weight = np.maximum(weight, 1.0 - weight)
     other = rng.permutation(len(images))
-    mixed_images = weight[:, None, None, None] * images + (1.0 - weight[:, None, None, None]) * images[other]
-    mixed_targets = weight[:, None] * targets + (1.0 - weight[:, None]) * targets[other]
-    return mixed_images.astype(np.float32), mixed_targets.astype(np.float32)
+
+    def blend(rows):
+        w = weight.reshape((-1,) + (1,) * (rows.ndim - 1))  # one weight per row, broadcast over the rest
+        return (w * rows + (1.0 - w) * rows[other]).astype(np.float32)
+    return blend(images), blend(targets)
 
 
 def evaluate(session, net, loss, images, labels, batch_size=500):

@@ -99,12 +99,13 @@ def main():
         config = checkpoints.read_config(folder)
         runs.append((folder, config["model"], config["hparams"]))
     width = max([12] + [len(label) + 2 for label, _, _ in runs])  # a --checkpoint path can be long
-    print(f"{'model':<{width}}{'params':>11}{'MFLOPs':>8}{'train img/s':>13}{'no-input img/s':>16}{'input share':>13}"
-          f"{'infer@128':>11}{'infer@256':>11}{'bf16@128':>10}{'bf16@256':>10}")
+    columns = (("params", 11), ("MFLOPs", 8), ("train img/s", 13), ("no-input img/s", 16), ("input share", 13),
+               ("infer@128", 11), ("infer@256", 11), ("bf16@128", 10), ("bf16@256", 10))
+    print(f"{'model':<{width}}" + "".join(f"{title:>{w}}" for title, w in columns))
     for label, name, hparams in runs:
         n, flops, train, bare, share, *infer = bench(name, hparams, args.steps, rng)
-        print(f"{label:<{width}}{n:>11,}{flops / 1e6:>8.0f}{train:>13.0f}{bare:>16.0f}{share:>13.1%}"
-              + "".join(f"{v:>{w}.0f}" for v, w in zip(infer, (11, 11, 10, 10))))
+        cells = (f"{n:,}", f"{flops / 1e6:.0f}", f"{train:.0f}", f"{bare:.0f}", f"{share:.1%}", *(f"{v:.0f}" for v in infer))
+        print(f"{label:<{width}}" + "".join(f"{cell:>{w}}" for cell, (_, w) in zip(cells, columns)))
 
 
 if __name__ == "__main__":
