@@ -19,6 +19,7 @@ import math
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -28,11 +29,12 @@ from ferkit import cli
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
 SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels",
-                 "erase", "teacher", "distill", "optimizer", "momentum", "mixup")
+                 "erase", "teacher", "distill", "optimizer", "momentum", "mixup", "bf16", "ema")
 # Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
 # CNNs, scaled to our batch of 64.
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
-LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s")
+LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s",
+              "ema_val_accuracy")
 
 
 def parse_args():
@@ -76,6 +78,13 @@ def parse_args():
     parser.add_argument("--distill", type=float, default=0.5, metavar="W",
                         help="with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the label "
                              "(default: %(default)s)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 mixed precision: oneDNN runs the convolutions and matmuls of training in "
+                             "bfloat16 (weights and optimizer state stay float32); on CPUs with AVX-512 BF16 or AMX")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="keep an exponential moving average of the weights (0.999 is usual): each epoch scores "
+                             "it on PublicTest too, and it becomes best/ when it beats both the raw weights and the "
+                             "best so far (default: %(default)s, off)")
     args = parser.parse_args()
     check_options(parser, args)
     if args.lr is None:  # the default depends on --optimizer
@@ -100,6 +109,7 @@ def check_options(parser, args):
         (finite(args.erase) and 0 <= args.erase <= 1, f"--erase must be a probability in [0, 1], got {args.erase}"),
         (finite(args.mixup) and 0 <= args.mixup <= 10, f"--mixup must be in [0, 10] (0 is off), got {args.mixup}"),
         (finite(args.distill) and 0 < args.distill <= 1, f"--distill must be in (0, 1], got {args.distill}"),
+        (finite(args.ema) and 0 <= args.ema < 1, f"--ema must be a decay in [0, 1) (0 is off), got {args.ema}"),
         (not (args.teacher and args.labels == "ferplus"), "--teacher distils FER-2013 labels; it cannot be used "
                                                           "with --labels ferplus, whose targets are FER+'s votes"),
     ]
@@ -226,7 +236,7 @@ def write_log(folder, rows):
         return
     tmp = f"{path}.tmp"
     with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([LOG_FIELDS] + [[r[k] for k in LOG_FIELDS] for r in rows or []])
+        csv.writer(f).writerows([LOG_FIELDS] + [[r.get(k, "") for k in LOG_FIELDS] for r in rows or []])
     os.replace(tmp, path)
 
 
@@ -310,6 +320,25 @@ def mixup(images, targets, alpha, rng):
     return blend(images), blend(targets)
 
 
+def weight_average(variables, train_op, global_step, decay):
+    """--ema: an exponential moving average of `variables` (the model's, batch-norm statistics
+    included), updated after every step, at decay min(decay, (1 + step) / (10 + step)) so that
+    the first steps' random weights fade fast.  -> namespace: train_op (the step, then the update),
+    backup / load_average / restore ops that swap the average into the variables and back,
+    through float32 copies kept out of the checkpoints (local variables)."""
+    from models.layers import tf
+    ema = tf.train.ExponentialMovingAverage(decay, num_updates=global_step)
+    with tf.control_dependencies([train_op]):
+        update = ema.apply(variables)
+    copies = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES],
+                          name=f"{v.op.name}/raw_copy") for v in variables]
+    return SimpleNamespace(
+        train_op=update,
+        backup=tf.group(*[c.assign(v) for v, c in zip(variables, copies)]),
+        load_average=tf.group(*[v.assign(ema.average(v)) for v in variables]),
+        restore=tf.group(*[v.assign(c) for v, c in zip(variables, copies)]))
+
+
 def evaluate(session, net, loss, images, labels, batch_size=500):
     """Mean loss and accuracy over (images float32, labels int) with the model in inference mode."""
     total_loss, correct = 0.0, 0
@@ -380,7 +409,8 @@ def main():
                 "labels": args.labels}
     # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
     settings.update({k: v for k, v in (("erase", args.erase), ("mixup", args.mixup), ("teacher", args.teacher),
-                                        ("distill", args.distill if args.teacher else None)) if v})
+                                        ("distill", args.distill if args.teacher else None), ("bf16", args.bf16),
+                                        ("ema", args.ema)) if v})
     if args.optimizer == "sgd":
         settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
     config = {"model": args.model, "hparams": hparams, "settings": settings}
@@ -401,6 +431,9 @@ def main():
     else:
         optimizer = tf.train.AdamOptimizer(lr)
     train_op = optimizer.minimize(total_loss, global_step=global_step)
+    averaged = weight_average(net.model_variables, train_op, global_step, args.ema) if args.ema else None
+    if averaged:
+        train_op = averaged.train_op
     correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(net.logits, 1, output_type=tf.int32), net.labels), tf.int32))
     summaries = tf.summary.merge([tf.summary.scalar("loss", cross_entropy), tf.summary.scalar("learning_rate", lr),
                                   tf.summary.scalar("accuracy", tf.cast(correct, tf.float32) / tf.cast(tf.shape(net.labels)[0], tf.float32))])
@@ -411,7 +444,7 @@ def main():
     print(f"{n_params:,} parameters")
 
     state_path = os.path.join(folder, "state.json")
-    with tf.Session() as session:
+    with tf.Session(config=checkpoints.session_config(args.bf16)) as session:
         def save(which, saver, step):
             # write_state=False: the index file moves to the new checkpoint only after state.json commits it.
             saver.save(session, os.path.join(folder, which, checkpoints.CHECKPOINT_PREFIX), global_step=step,
@@ -425,7 +458,7 @@ def main():
             checkpoints.tidy(folder, new_state)
             write_log(folder, new_state["log"])
 
-        session.run(tf.global_variables_initializer())
+        session.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
         if state:
             last_saver.restore(session, os.path.join(folder, "last", f"{checkpoints.CHECKPOINT_PREFIX}-{state['step']}"))
             state.setdefault("log", [])
@@ -438,7 +471,7 @@ def main():
         if state["step"] is not None:
             print(f"resuming from {folder}/last at step {step} (epoch {step // steps_per_epoch + 1})")
         writer = tf.summary.FileWriter(folder, session.graph if state["step"] is None else None)
-        stopped_early, bar = False, None
+        stopped_early, bar, swapped = False, None, False
         try:
             while step < total_steps and not (args.max_steps and step >= args.max_steps):
                 epoch = step // steps_per_epoch
@@ -488,14 +521,31 @@ def main():
                 seconds = time.perf_counter() - start
                 val_loss, val_acc = evaluate(session, net, cross_entropy, val_x, val_labels)
                 epoch += 1
-                new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [dict(zip(LOG_FIELDS, (
+                row = dict(zip(LOG_FIELDS, (
                     epoch, step, f"{session.run(lr):.6g}", f"{np.mean(losses):.4f}", f"{hits / seen:.4f}",
-                    f"{val_loss:.4f}", f"{val_acc:.4f}", f"{seconds:.1f}", f"{seen / seconds:.0f}")))])
+                    f"{val_loss:.4f}", f"{val_acc:.4f}", f"{seconds:.1f}", f"{seen / seconds:.0f}")))
+                new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [row])
                 improved = val_acc > state["best_accuracy"]
                 if improved:
                     save("best", best_saver, step)
                     new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
                     fault_point("after_best")
+                if averaged:
+                    # The average is scored with its weights swapped into the model, and saved as best/
+                    # from there when it is the best candidate; the raw weights are swapped back after.
+                    session.run(averaged.backup)
+                    swapped = True
+                    session.run(averaged.load_average)
+                    ema_acc = evaluate(session, net, cross_entropy, val_x, val_labels)[1]
+                    row["ema_val_accuracy"] = f"{ema_acc:.4f}"
+                    if ema_acc > max(val_acc, state["best_accuracy"]):
+                        save("best", best_saver, step)
+                        new_state.update(best_accuracy=ema_acc, best_epoch=epoch, best_step=step, best_is_average=True)
+                        improved = True
+                    elif improved:
+                        new_state.pop("best_is_average", None)
+                    session.run(averaged.restore)
+                    swapped = False
                 save("last", last_saver, step)
                 fault_point("after_last")
                 commit(new_state)
@@ -504,11 +554,14 @@ def main():
                                                      tf.Summary.Value(tag="val_loss", simple_value=val_loss)]), step)
                 writer.flush()
                 print(f"epoch {epoch}: train loss {np.mean(losses):.4f} acc {hits / seen:.4f} | "
-                      f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{' (best)' if improved else ''} | "
+                      f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}"
+                      f"{' average ' + row['ema_val_accuracy'] if averaged else ''}{' (best)' if improved else ''} | "
                       f"{seconds:.0f} s, {seen / seconds:.0f} img/s")
         except KeyboardInterrupt:
             if bar is not None:
                 bar.close()
+            if swapped:  # interrupted while the average was in the model: the raw weights go back first
+                session.run(averaged.restore)
             step = int(session.run(global_step))  # Ctrl-C may land after a step ran but before we counted it
             save("last", last_saver, step)
             commit(dict(state, step=step))
