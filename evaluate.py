@@ -3,10 +3,11 @@
     python evaluate.py --model acnn_alstm [dnn ...] [--data PATH] [--split PrivateTest] [--tta] [--json]
     python evaluate.py --checkpoint PATH [PATH ...]
 
---model NAME is the checkpoint folder checkpoints/NAME; --checkpoint takes a
-checkpoint folder, or a .tflite file or SavedModel folder written by export.py.
+--model NAME is the shipped model NAME; --checkpoint takes a checkpoint
+folder, or a .tflite file or SavedModel folder written by export.py.
 For each model: accuracy, per-class precision/recall/F1, macro averages and
-the confusion matrix, printed as a table and saved beside the checkpoint as
+the confusion matrix, printed as a table and saved (in --out; by default
+beside the checkpoint, and in runs/eval/NAME/ for a shipped model) as
 eval_<split>.json and eval_<split>.png (the confusion matrix; for an exported
 model EXPORT.tflite or EXPORT/ beside it as EXPORT.eval_<split>.*), with --tta also
 eval_<split>_tta.*, with --bf16 *_bf16.*, with --labels ferplus eval_<split>_ferplus*.  Each report records the data it was
@@ -41,19 +42,26 @@ def report_stem(folder, name, data_info):
     return stem
 
 
-def report_base(classifier):
+def report_base(classifier, out=None):
     """(folder, prefix) of a model's reports: a checkpoint's go inside its folder as eval_*, an
-    exported model's beside it as NAME.eval_* (the .tflite file or SavedModel folder NAME)."""
-    if classifier.backend == "checkpoint":
-        return classifier.folder, "eval_"
+    exported model's beside it as NAME.eval_* (the .tflite file or SavedModel folder NAME).
+    A shipped model is read-only, so its reports go to runs/eval/<its name>/ instead; out
+    (--out) replaces the folder in every case."""
+    from ferkit import backends
     path = os.path.normpath(classifier.path)
-    return os.path.dirname(path), os.path.splitext(os.path.basename(path))[0] + ".eval_"
+    if classifier.backend == "checkpoint":
+        folder, prefix = classifier.folder, "eval_"
+    else:
+        folder, prefix = os.path.dirname(path), os.path.splitext(os.path.basename(path))[0] + ".eval_"
+    if out is None and backends.is_shipped(path):
+        out = os.path.join("runs", "eval", os.path.basename(os.path.normpath(folder)))
+    return out or folder, prefix
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--model", nargs="+", metavar="NAME", help="model name(s), meaning checkpoints/NAME")
+    who.add_argument("--model", nargs="+", metavar="NAME", help="shipped model name(s)")
     who.add_argument("--checkpoint", nargs="+", metavar="PATH",
                      help="checkpoint folder(s) written by train.py, or .tflite files or SavedModel folders written by export.py")
     parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or any FER-2013 download (default: %(default)s)")
@@ -66,6 +74,9 @@ def main():
                         help="score against FER-2013's labels, or FER+'s majority labels (faces without a clear "
                              "majority left out and counted; needs a cache made with preprocess.py --ferplus)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder for the reports (default: beside the model; runs/eval/NAME/ for a shipped "
+                             "model, which no command writes into)")
     args = parser.parse_args()
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -75,9 +86,11 @@ def main():
     for path in paths:  # a wrong name or folder is reported before TensorFlow loads
         backends.check(path)
     classifiers = [backends.load(p, bfloat16=args.bf16) for p in paths]  # fail on a bad model before reading data
-    for classifier in classifiers:  # reports go beside the weights: find out now, not after minutes of computing
-        cli.check_writable(report_base(classifier)[0], "the evaluation reports (copy the model somewhere writable "
-                                                       "and evaluate the copy)")
+    for classifier in classifiers:  # where the reports go must be writable: find out now, not after minutes of computing
+        folder = report_base(classifier, args.out)[0]
+        if args.out or backends.is_shipped(classifier.path):
+            cli.output_folder(folder, "--out")
+        cli.check_writable(folder, "the evaluation reports (give --out, a writable folder)")
     splits = data.load(args.data, splits=(args.split,)).splits
     if len(splits.get(args.split, ((), ()))[1]) == 0:
         have = [s for s, (_, y) in data.load(args.data).splits.items() if len(y)]
@@ -115,10 +128,12 @@ def main():
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            folder, prefix = report_base(classifier)
+            folder, prefix = report_base(classifier, args.out)
             stem = report_stem(folder, f"{prefix}{args.split}{labels_tag}{suffix}{precision}", data_info)
             header = {k: report[k] for k in ("model", "checkpoint", "split", "backend", "quantize", "precision", "data")}
-            checkpoints.write_json(stem + ".json", {**header, **r} if suffix else report)
+            # Each file holds one variant: a plain run never replaces (or drops) a TTA report.
+            checkpoints.write_json(stem + ".json", {**header, **r} if suffix else
+                                   {k: v for k, v in report.items() if k != "tta"})
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
                                       f"accuracy {r['accuracy']:.4f}", stem + ".png")
             if not args.json:

@@ -118,7 +118,7 @@ def put_in_place(tmp, out):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     who = parser.add_mutually_exclusive_group(required=True)
-    who.add_argument("--model", metavar="NAME", help="a shipped model, meaning checkpoints/NAME")
+    who.add_argument("--model", metavar="NAME", help="a shipped model (ferkit/pretrained/NAME)")
     who.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder written by train.py")
     parser.add_argument("--out", required=True, metavar="PATH", help="the .tflite file or SavedModel folder to write")
     parser.add_argument("--format", choices=("tflite", "saved_model"),

@@ -221,7 +221,7 @@ def main():
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders of them (walked recursively)")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--model", default=DEFAULT_MODEL,
-                     help="a shipped model's name: its exported checkpoints/NAME/model.tflite where there is one "
+                     help="a shipped model's name: its exported ferkit/pretrained/NAME/model.tflite where there is one "
                           "(fast, no TensorFlow), else the checkpoint folder (default: %(default)s, the ACNN-ALSTM "
                           "trained on FER+'s votes)")
     who.add_argument("--checkpoint", metavar="PATH",

@@ -1,7 +1,7 @@
 """Train a model on FER-2013's Training split, choosing checkpoints on PublicTest.
 
     python train.py --model acnn_alstm [--data PATH] [--epochs N] [--batch-size N]
-                    [--optimizer adam|sgd] [--lr X] [--checkpoint-dir checkpoints/<model>]
+                    [--optimizer adam|sgd] [--lr X] [--checkpoint-dir runs/<model>]
                     [--seed N] [--overwrite]
 
 --data takes the cache preprocess.py writes or any layout it reads.  After
@@ -53,7 +53,7 @@ def parse_args():
     parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay (default: %(default)s)")
     parser.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
     parser.add_argument("--patience", type=int, default=10, help="stop after this many epochs without a better PublicTest accuracy (default: %(default)s)")
-    parser.add_argument("--checkpoint-dir", help="where to save (default: checkpoints/<model>)")
+    parser.add_argument("--checkpoint-dir", help="where to save (default: runs/<model>, in the current folder)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model hyperparameter, e.g. --set dropout=0.4 (repeatable)")
@@ -197,7 +197,11 @@ def prepare_folder(folder, config, overwrite):
     Refuses a folder made for another model or schedule, and one holding a finished model
     unless overwrite.  Removes what a killed run left behind.
     """
-    from ferkit import checkpoints
+    from ferkit import backends, checkpoints
+    if backends.is_shipped(folder):
+        raise cli.UserError(f"--checkpoint-dir {folder}: is a shipped model, which training never writes into "
+                            "(shipped models change only through tools/ship_exports.py); pass another --checkpoint-dir, "
+                            "such as runs/NAME")
     cli.output_folder(folder, "--checkpoint-dir")
     path = os.path.join(folder, checkpoints.CONFIG)
     state = read_state(folder)
@@ -381,7 +385,7 @@ def main():
     from ferkit import backends, checkpoints, data
     from ferkit.faces import NUM_CLASSES, one_hot, to_model_input
     from models.layers import tf
-    folder = args.checkpoint_dir or os.path.join(backends.CHECKPOINT_ROOT, args.model)
+    folder = args.checkpoint_dir or os.path.join("runs", args.model)
     hparams = model_hparams(args.model, args.set)
     loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))  # never PrivateTest
     for note in loaded.notes:

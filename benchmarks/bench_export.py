@@ -43,7 +43,7 @@ def rate(model, faces, batch, seconds, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="acnn_alstm", help="a shipped model (checkpoints/NAME; default: %(default)s)")
+    parser.add_argument("--model", default="acnn_alstm", help="a shipped model (ferkit/pretrained/NAME; default: %(default)s)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"), help="(default: %(default)s)")
     parser.add_argument("--split", default="PrivateTest", help="accuracy split (default: %(default)s)")
     parser.add_argument("--quantize", nargs="+", default=["none", "float16", "dynamic", "int8"], help="TFLite variants")
@@ -54,7 +54,7 @@ def main():
 
     work = tempfile.mkdtemp(prefix="bench_export-")
     folder = os.path.join(work, args.model)  # a copy: evaluate.py writes its reports beside the weights
-    shutil.copytree(os.path.join(ROOT, "checkpoints", args.model), folder)
+    shutil.copytree(os.path.join(backends.PRETRAINED, args.model), folder)
     forms = [("checkpoint", "-", folder)]
     exports = [("saved_model", "none", os.path.join(work, "saved_model"), ("--format", "saved_model"))]
     exports += [("tflite", q, os.path.join(work, f"{q}.tflite"), ("--quantize", q)) for q in args.quantize]

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_predict.py [--model acnn_alstm_ferplus | --checkpoint PATH] [--detector yunet] [--runs 50]
 
---model NAME runs what predict.py runs for it (the shipped checkpoints/NAME/model.tflite
+--model NAME runs what predict.py runs for it (the shipped ferkit/pretrained/NAME/model.tflite
 on LiteRT); --checkpoint times any other form, e.g. the checkpoint folder itself.
 
 Prints the median and quartiles of the per-photo time after start-up (the

@@ -2,8 +2,10 @@
 
   model = backends.load(path)           checkpoint folder (train.py), SavedModel folder or .tflite file (export.py)
   path = backends.resolve(checkpoint=None, model=None, fast=True)
-                                        --checkpoint PATH as given; --model NAME -> checkpoints/NAME, or with
-                                        fast=True the exported file shipped beside it (checkpoints/NAME/model.tflite)
+                                        --checkpoint PATH as given; --model NAME -> the shipped model NAME
+                                        (ferkit/pretrained/NAME, found beside this module wherever the package
+                                        is installed), or with fast=True its exported model.tflite
+  backends.is_shipped(path)             whether path is (inside) a shipped model: read-only to every command
   model.predict(faces uint8 (N, 48, 48, 1), batch_size, extra=(), tta=False) -> probabilities float32 (N, 7)
   model.name, .backend ("checkpoint", "saved_model", "tflite"), .path, .extras (names predict(extra=) can ask for)
 
@@ -29,18 +31,30 @@ METADATA_NAME = "ferkit"                  # the name of our entry in the .tflite
 SAVED_MODEL_METADATA = os.path.join("assets.extra", "ferkit.json")
 FORMAT = "ferkit-exported-model"
 FAST_FILE = "model.tflite"                # shipped beside a checkpoint: what predict.py runs for --model NAME
-CHECKPOINT_ROOT = "checkpoints"          # --model NAME means CHECKPOINT_ROOT/NAME (relative: scripts run from the repository)
+# The shipped models, inside the package: found wherever it is installed, never relative to the current folder.
+PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+
+
+def shipped_models():
+    """Names of the shipped models (folders of PRETRAINED holding a config.json), sorted."""
+    names = os.listdir(PRETRAINED) if os.path.isdir(PRETRAINED) else []
+    return sorted(n for n in names if os.path.isfile(os.path.join(PRETRAINED, n, "config.json")))
+
+
+def is_shipped(path):
+    """Whether path is a shipped model or a file in one: those are written by the release step
+    (tools/ship_exports.py) alone, and every other command only reads them."""
+    real, root = os.path.realpath(path), os.path.realpath(PRETRAINED)
+    return os.path.commonpath([real, root]) == root
 
 
 def resolve(checkpoint=None, model=None, fast=True):
-    """--checkpoint PATH (any form) as given; --model NAME -> checkpoints/NAME, or its shipped fast file."""
+    """--checkpoint PATH (any form) as given; --model NAME -> the shipped model NAME's folder, or its fast file."""
     if checkpoint:
         return checkpoint
-    folder = os.path.join(CHECKPOINT_ROOT, model)
-    if not os.path.isdir(folder):
-        shipped = sorted(n for n in os.listdir(CHECKPOINT_ROOT) if os.path.isdir(os.path.join(CHECKPOINT_ROOT, n))) \
-            if os.path.isdir(CHECKPOINT_ROOT) else []
-        raise UserError(f"no model {model!r} in {CHECKPOINT_ROOT}/ (there: {', '.join(shipped) or 'none'}); "
+    folder = os.path.join(PRETRAINED, model)
+    if model not in shipped_models():
+        raise UserError(f"no shipped model {model!r} (there are: {', '.join(shipped_models()) or 'none'}); "
                         "give a folder, SavedModel or .tflite file with --checkpoint")
     fast_file = os.path.join(folder, FAST_FILE)
     return fast_file if fast and os.path.isfile(fast_file) else folder

@@ -27,8 +27,8 @@ from ferkit.photos import as_bgr, read_image
 class Recognizer:
     """A trained model and a face detector.
 
-    model: a shipped model's name: its exported checkpoints/NAME/model.tflite where it ships one
-    (LiteRT, no TensorFlow), else the checkpoint folder checkpoints/NAME.
+    model: a shipped model's name: its exported ferkit/pretrained/NAME/model.tflite where it ships one
+    (LiteRT, no TensorFlow), else the checkpoint folder ferkit/pretrained/NAME.
     checkpoint: a checkpoint folder written by train.py, or a .tflite file or SavedModel folder
     written by export.py (ferkit.backends.load).
     detector: "yunet" (default), "haar", or None to treat each whole image as one face.

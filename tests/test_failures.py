@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, csv_rows, run_script
+from ferkit import backends
 
 TRAIN = ("--model", "dnn", "--batch-size", 16, "--seed", 1)
 
@@ -99,7 +100,7 @@ def test_kill_9_at_any_moment_never_loses_the_best_model(tmp_path, synthetic_cac
 
 def test_finished_models_are_never_trained_over(tmp_path, synthetic_cache):
     shipped = tmp_path / "dnn"
-    shutil.copytree(os.path.join(ROOT, "checkpoints", "dnn"), shipped)
+    shutil.copytree(os.path.join(backends.PRETRAINED, "dnn"), shipped)
     before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
     proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", shipped, "--max-steps", 20)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr and "--overwrite" in proc.stderr

@@ -29,7 +29,7 @@ def accuracy(path, images, labels):
 @needs_real_data
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_shipped_checkpoint_accuracy(name, private_test):
-    folder = os.path.join(ROOT, "checkpoints", name)
+    folder = os.path.join(backends.PRETRAINED, name)
     assert os.path.exists(os.path.join(folder, "config.json")), f"{folder} is not shipped"
     images, labels = private_test
     assert len(labels) == 3589
@@ -41,7 +41,7 @@ def test_shipped_checkpoint_accuracy(name, private_test):
 @pytest.mark.parametrize("name", WITH_TFLITE)
 def test_shipped_tflite_keeps_the_checkpoints_accuracy(name, private_test):
     """What predict.py runs for --model NAME: within 0.1 point of the checkpoint (tools/ship_exports.py's rule)."""
-    folder = os.path.join(ROOT, "checkpoints", name)
+    folder = os.path.join(backends.PRETRAINED, name)
     fast = os.path.join(folder, backends.FAST_FILE)
     assert os.path.isfile(fast), f"{fast} is not shipped"
     images, labels = private_test
@@ -55,5 +55,5 @@ def test_shipped_ferplus_model_on_ferplus_labels(name, private_test):
     images, _ = private_test
     labels, clear = ferplus.majority(ferplus.read_votes(FERPLUS_CSV)["PrivateTest"])
     assert clear.sum() == 3350
-    got = accuracy(os.path.join(ROOT, "checkpoints", name), images[clear], labels[clear])
+    got = accuracy(os.path.join(backends.PRETRAINED, name), images[clear], labels[clear])
     assert got >= FERPLUS_FLOORS[name], f"{name}: FER+ PrivateTest accuracy {got:.4f} < {FERPLUS_FLOORS[name]}"

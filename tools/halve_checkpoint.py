@@ -1,6 +1,6 @@
 """Store a finished checkpoint's best/ weights as float16: half the bytes, for shipping.
 
-    python tools/halve_checkpoint.py checkpoints/NAME [checkpoints/NAME ...]
+    python tools/halve_checkpoint.py ferkit/pretrained/NAME [ferkit/pretrained/NAME ...]
 
 The shipped models together must stay small enough to commit (README, "Results").
 float16 keeps 11 significant bits, far more than the differences between two

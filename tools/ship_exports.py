@@ -1,8 +1,8 @@
-"""Put the fastest exported form of each shipped model beside it, as checkpoints/NAME/model.tflite.
+"""Put the fastest exported form of each shipped model beside it, as ferkit/pretrained/NAME/model.tflite.
 
     python tools/ship_exports.py NAME [NAME ...] [--data data/fer2013.npz]
 
-predict.py and ferkit.Recognizer run checkpoints/NAME/model.tflite for
+predict.py and ferkit.Recognizer run ferkit/pretrained/NAME/model.tflite for
 --model NAME when it is there (LiteRT, no TensorFlow).  Which form that is:
 the first of int8, dynamic, float16 (fastest first, by benchmarks/bench_export.py; float16
 keeps the float16 weights of the shipped checkpoints as they are)
@@ -11,7 +11,7 @@ trained on FER+'s votes is judged on FER+'s majority labels).  The
 issue that asked for this fixed the bar on PrivateTest, so this is the one
 place where PrivateTest decides something; it only ever picks between
 encodings of the same trained weights, never a model or a setting.
-Then `python evaluate.py --checkpoint checkpoints/NAME/model.tflite` writes the
+Then `python evaluate.py --checkpoint ferkit/pretrained/NAME/model.tflite` writes the
 export's reports beside it (model.eval_*).
 """
 import argparse
@@ -30,10 +30,10 @@ TOLERANCE = 0.001                    # 0.1 point of accuracy
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="+", metavar="NAME", help="shipped models (checkpoints/NAME)")
+    parser.add_argument("names", nargs="+", metavar="NAME", help="shipped models (ferkit/pretrained/NAME)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"), help="(default: %(default)s)")
     args = parser.parse_args()
-    root = os.path.join(ROOT, backends.CHECKPOINT_ROOT)
+    root = backends.PRETRAINED
     all_faces, fer2013_labels = data.load(args.data, splits=("PrivateTest",)).splits["PrivateTest"]
     for name in args.names:
         folder = os.path.join(root, name)
