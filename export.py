@@ -97,13 +97,6 @@ def write_saved_model(tf, session, graph, path, meta):
     cli.write_json(os.path.join(path, backends.SAVED_MODEL_METADATA), meta)
 
 
-def size_of(path):
-    """Bytes of a file, or of everything under a folder."""
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
 def put_in_place(tmp, out):
     """Move the finished export `tmp` to `out`, replacing what is there (only reached with --overwrite)."""
     if os.path.isdir(out) and not os.path.islink(out):
@@ -187,8 +180,8 @@ def main():
                 raise
     kind = {"none": "float32", "float16": "float16 weights", "dynamic": "dynamic-range quantized (int8 weights)",
             "int8": "int8"}[args.quantize]
-    print(f"wrote {out}: {fmt}, {kind}, {size_of(out) / 1e6:.2f} MB "
-          f"(checkpoint weights {size_of(source + '.data-00000-of-00001') / 1e6:.2f} MB)")
+    print(f"wrote {out}: {fmt}, {kind}, {cli.size_of(out) / 1e6:.2f} MB "
+          f"(checkpoint weights {cli.size_of(source + '.data-00000-of-00001') / 1e6:.2f} MB)")
 
     faces, labels = loaded.get("PublicTest", ((), ()))
     if len(labels) == 0:

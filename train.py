@@ -269,7 +269,7 @@ def init_weights(session, net, source, config):
 
 def learning_rate(step, peak, warmup_steps, total_steps):
     """Linear warm-up to `peak`, then cosine decay to zero at total_steps (a function of the global step)."""
-    from models.layers import tf
+    import tensorflow.compat.v1 as tf
     step = tf.cast(step, tf.float32)
     warm = peak * (step + 1.0) / max(warmup_steps, 1)
     progress = tf.minimum((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
@@ -330,7 +330,7 @@ def weight_average(variables, train_op, global_step, decay):
     the first steps' random weights fade fast.  -> namespace: train_op (the step, then the update),
     backup / load_average / restore ops that swap the average into the variables and back,
     through float32 copies kept out of the checkpoints (local variables)."""
-    from models.layers import tf
+    import tensorflow.compat.v1 as tf
     ema = tf.train.ExponentialMovingAverage(decay, num_updates=global_step)
     with tf.control_dependencies([train_op]):
         update = ema.apply(variables)
@@ -382,9 +382,9 @@ def main():
     args = parse_args()
     from tqdm import tqdm
 
-    from ferkit import backends, checkpoints, data
+    from ferkit import checkpoints, data
     from ferkit.faces import NUM_CLASSES, one_hot, to_model_input
-    from models.layers import tf
+    tf = cli.quiet_tensorflow()
     folder = args.checkpoint_dir or os.path.join("runs", args.model)
     hparams = model_hparams(args.model, args.set)
     loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))  # never PrivateTest

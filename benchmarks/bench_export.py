@@ -22,9 +22,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from export import size_of  # noqa: E402
-from ferkit import backends, checkpoints, data  # noqa: E402
+from ferkit import backends, checkpoints, data
+from ferkit.cli import size_of
 
 
 def rate(model, faces, batch, seconds, repeats):

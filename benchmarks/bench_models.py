@@ -12,17 +12,16 @@ batch 128 and 256 in the inference-only graph evaluate.py runs, in float32
 and in bfloat16 (evaluate.py --bf16). Medians over --steps timed steps.
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import models  # noqa: E402
-from ferkit import checkpoints  # noqa: E402
-from ferkit.faces import to_model_input  # noqa: E402
-from models.layers import tf  # noqa: E402
+import models
+from ferkit import checkpoints
+from ferkit.faces import to_model_input
+from ferkit.cli import quiet_tensorflow
+
+tf = quiet_tensorflow()
 
 
 def median_seconds(fn, steps, warmup=5):

@@ -20,11 +20,10 @@ import time
 import cv2
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ferkit import DEFAULT_MODEL  # noqa: E402
-from ferkit.faces import crop_face  # noqa: E402
-from ferkit.photos import read_image  # noqa: E402
-from ferkit.recognizer import Recognizer  # noqa: E402
+from ferkit import DEFAULT_MODEL
+from ferkit.faces import crop_face
+from ferkit.photos import read_image
+from ferkit.recognizer import Recognizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")

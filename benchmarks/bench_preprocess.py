@@ -25,7 +25,6 @@ labels = np.eye(7, dtype=np.uint8)[df['emotion'].values]
 np.savez({out!r}, images=images, labels=labels)
 """
 OURS = """
-import sys; sys.path.insert(0, {root!r})
 from ferkit import data
 data.save_cache({out!r}, data.load({csv!r}).splits)
 """
@@ -47,7 +46,7 @@ def main():
     out = os.path.join(tempfile.mkdtemp(), "cache.npz")
     results = {}
     for name, template in (("baseline (pandas + per-row np.fromstring)", BASELINE), ("ours (ferkit.data)", OURS)):
-        runs = [run(template.format(csv=args.csv, out=out, root=ROOT)) for _ in range(args.runs)]
+        runs = [run(template.format(csv=args.csv, out=out)) for _ in range(args.runs)]
         seconds = sorted(r[0] for r in runs)[len(runs) // 2]
         results[name] = seconds
         print(f"{name}: median {seconds:.2f} s of {args.runs} runs (all: {', '.join(f'{r[0]:.2f}' for r in runs)}), "

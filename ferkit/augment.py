@@ -13,9 +13,8 @@ more of the face than its single most telling part.
 """
 import math
 
-from ferkit.cli import quiet_tensorflow
-
-tf = quiet_tensorflow()
+# Plain TensorFlow: whoever builds a graph has set it up first (ferkit.cli.quiet_tensorflow).
+import tensorflow.compat.v1 as tf
 
 
 def augment(images, max_degrees=10.0, max_scale=0.1, max_shift=4.0, erase=0.0, seed=None):

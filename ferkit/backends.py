@@ -25,7 +25,8 @@ import struct
 import numpy as np
 
 from ferkit.cli import UserError, captured_stderr
-from ferkit.faces import EMOTIONS, IMAGE_SIZE, tta_views
+from ferkit.batched import BatchedModel
+from ferkit.faces import EMOTIONS, IMAGE_SIZE
 
 METADATA_NAME = "ferkit"                  # the name of our entry in the .tflite file's metadata list
 SAVED_MODEL_METADATA = os.path.join("assets.extra", "ferkit.json")
@@ -102,31 +103,7 @@ def check_metadata(meta, path):
     return meta
 
 
-class _Batched:
-    """predict() over batches and test-time augmentation, for models that run one batch with _run."""
-
-    extras = ()
-
-    def predict(self, faces, batch_size=256, extra=(), tta=False):
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or faces.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
-            raise ValueError(f"faces must have shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1), got {faces.shape}")
-        if tta:  # average probabilities over mirrored and shifted views (ferkit.faces.tta_views)
-            return np.mean([self.predict(v, batch_size) for v in tta_views(faces)], axis=0)
-        missing = [k for k in extra if k not in self.extras]
-        if missing:
-            raise UserError(f"{self.path}: has no {', '.join(missing)} output (it has: {', '.join(self.extras) or 'none'})")
-        names = ["probabilities", *extra]
-        outputs = {k: [] for k in names}
-        for start in range(0, len(faces), batch_size):
-            result = self._run(np.ascontiguousarray(faces[start:start + batch_size], dtype=np.uint8), names)
-            for k in names:
-                outputs[k].append(result[k])
-        arrays = {k: np.concatenate(v) if v else np.zeros((0, *self.shapes[k]), np.float32) for k, v in outputs.items()}
-        return (arrays["probabilities"], {k: arrays[k] for k in extra}) if extra else arrays["probabilities"]
-
-
-class TFLiteModel(_Batched):
+class TFLiteModel(BatchedModel):
     """A .tflite file written by export.py, run by LiteRT with its XNNPACK CPU kernels (no TensorFlow)."""
 
     backend = "tflite"
@@ -193,7 +170,7 @@ class TFLiteModel(_Batched):
         self.interpreter, self._planned = None, {}
 
 
-class SavedModel(_Batched):
+class SavedModel(BatchedModel):
     """A SavedModel folder written by export.py, restored into a graph and session of its own."""
 
     backend = "saved_model"

@@ -16,12 +16,12 @@ import os
 from types import SimpleNamespace
 
 import models
-from ferkit.backends import _Batched
+from ferkit.batched import BatchedModel
 from ferkit.cli import UserError, quiet_tensorflow, read_json, write_json  # noqa: F401 (re-exported)
 from ferkit.faces import IMAGE_SIZE, INPUT_MEAN, INPUT_STD, to_model_input
 
-# TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding and
-# checking a checkpoint folder (read_config's first check, latest) must not wait seconds for it.
+# TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding a
+# checkpoint folder (read_config's first check, latest) must not wait seconds for it.
 
 CONFIG = "config.json"
 
@@ -31,6 +31,7 @@ def read_config(folder):
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file; {folder} is not a checkpoint folder written by train.py "
                         "(train one with: python train.py --model NAME)")
+    quiet_tensorflow()  # the model's defaults come from its module, which imports TensorFlow
     try:
         config = read_json(path)
         # Hyperparameters added since the folder was written take their defaults, which are
@@ -54,8 +55,8 @@ def build(config, augmentation=False, trainable=True, uint8_faces=False):
     uint8_faces=True (exported graphs): images is a uint8 placeholder named "faces" taking
     0..255, and to_model_input's normalisation is done inside the graph.
     """
-    from ferkit.augment import augment as augment_images
     tf = quiet_tensorflow()
+    from ferkit.augment import augment as augment_images
     if uint8_faces:
         images = tf.placeholder(tf.uint8, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="faces")
         inputs = (tf.cast(images, tf.float32) - INPUT_MEAN) / INPUT_STD
@@ -201,7 +202,7 @@ def restore(session, variables, folder, which="best"):
     return path
 
 
-class Classifier(_Batched):
+class Classifier(BatchedModel):
     """A trained model restored from a checkpoint folder, in a graph and session of its own.
 
     predict(faces uint8 (N, 48, 48, 1)) -> probabilities float32 (N, 7)

@@ -67,6 +67,13 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+def size_of(path):
+    """Bytes of a file, or of everything under a folder."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)

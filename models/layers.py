@@ -5,9 +5,9 @@ Every layer opens its own variable_scope, so variable names are stable:
 Weight decay is attached as a get_variable regularizer, and models.loss()
 collects it from tf.GraphKeys.REGULARIZATION_LOSSES.
 """
-from ferkit.cli import quiet_tensorflow
-
-tf = quiet_tensorflow()
+# TensorFlow 1.x graph mode, set up (quietly, eager execution off) by whoever builds the graph:
+# the scripts through ferkit.cli.quiet_tensorflow.  Nothing under models/ configures it.
+import tensorflow.compat.v1 as tf
 
 
 def _weights(shape, weight_decay, fan_in_gain=2.0):

@@ -6,7 +6,9 @@ import models
 from conftest import balanced_labels, synthetic_faces
 from ferkit import checkpoints
 from ferkit.faces import to_model_input
-from models.layers import tf
+from ferkit.cli import quiet_tensorflow
+
+tf = quiet_tensorflow()  # graph mode, before any model is built
 
 ACNN_PARTS = {"cnn", "local_attention", "lstm", "global_attention", "logits"}
 

@@ -1,12 +1,10 @@
 """The photo path end to end on real faces: FER-2013 PublicTest faces put into photos, found, aligned, classified."""
 import os
-import sys
 
 import pytest
 
 from conftest import REAL_CSV, ROOT, needs_real_data
 
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 FERPLUS_CSV = os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv")
 
 
@@ -16,9 +14,9 @@ def test_round_trip_small():
     """A small version of benchmarks/bench_roundtrip.py with the model predict.py uses by default, scored
     on the labels it was trained on (FER+'s majority): nearly every face is found, and classified nearly as
     well as the face itself.  (The full run, 3,372 faces, gives the README's figures; 200 only bound them loosely.)"""
-    from bench_roundtrip import round_trip
     from ferkit import data, ferplus
     from ferkit.recognizer import Recognizer
+    from ferkit.roundtrip import round_trip
     faces, _ = data.load(REAL_CSV, splits=("PublicTest",)).splits["PublicTest"]
     labels, clear = ferplus.majority(ferplus.read_votes(FERPLUS_CSV)["PublicTest"])
     recognizer = Recognizer()

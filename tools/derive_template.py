@@ -17,15 +17,13 @@ Only Training faces are used, never PublicTest or PrivateTest.
 """
 import argparse
 import os
-import sys
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ferkit import cli, data  # noqa: E402
-from ferkit.detectors import HaarDetector, YuNetDetector  # noqa: E402
+from ferkit import cli, data
+from ferkit.detectors import HaarDetector, YuNetDetector
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ferkit", "assets", "fer2013_template.json")
 UPSCALE, BORDER, SCORE_THRESHOLD = 4, 96, 0.7

@@ -17,12 +17,10 @@ last, so an interrupted run leaves either the old or the new checkpoint readable
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from ferkit import checkpoints, cli  # noqa: E402
+from ferkit import checkpoints, cli
 
 
 def halve(folder):

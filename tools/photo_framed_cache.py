@@ -25,12 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from bench_roundtrip import face_at, face_photo  # noqa: E402
-from ferkit import cli, data  # noqa: E402
-from ferkit.detectors import YuNetDetector  # noqa: E402
-from ferkit.faces import crop_face  # noqa: E402
+from ferkit import cli, data
+from ferkit.detectors import YuNetDetector
+from ferkit.faces import crop_face
+from ferkit.roundtrip import face_at, face_photo
 
 
 def photo_framed(faces, seed, progress=True):

@@ -21,8 +21,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from ferkit import backends, checkpoints, cli, data, ferplus  # noqa: E402
+from ferkit import backends, checkpoints, cli, data, ferplus
 
 ORDER = ("int8", "dynamic", "float16", "none")  # fastest first; float16 and none run alike, float16 is half the size
 TOLERANCE = 0.001                    # 0.1 point of accuracy

@@ -17,15 +17,13 @@ PrivateTest is never read.
 """
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from ferkit import backends, cli, data  # noqa: E402
-from ferkit.faces import NUM_CLASSES  # noqa: E402
+from ferkit import backends, cli, data
+from ferkit.faces import NUM_CLASSES
 
 
 def main():
