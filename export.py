@@ -30,11 +30,10 @@ complete; an existing one is replaced only with --overwrite.
 """
 import argparse
 import os
-import shutil
 
 import numpy as np
 
-from ferkit import backends, cli
+from ferkit import backends, cli, files
 from ferkit.faces import EMOTIONS, IMAGE_SIZE, INPUT_MEAN, INPUT_STD
 
 QUANTIZE = ("none", "float16", "dynamic", "int8")
@@ -94,18 +93,25 @@ def write_saved_model(tf, session, graph, path, meta):
                                          signature_def_map={"serving_default": signature}, strip_default_attrs=True)
     builder.save()
     os.makedirs(os.path.join(path, os.path.dirname(backends.SAVED_MODEL_METADATA)))
-    cli.write_json(os.path.join(path, backends.SAVED_MODEL_METADATA), meta)
+    files.write_json(os.path.join(path, backends.SAVED_MODEL_METADATA), meta)
 
 
-def put_in_place(tmp, out):
-    """Move the finished export `tmp` to `out`, replacing what is there (only reached with --overwrite)."""
-    if os.path.isdir(out) and not os.path.islink(out):
-        old = f"{out}.tmp-{os.getpid()}-old"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+def check_out(out, source, overwrite):
+    """Refuse an --out that would replace anything but a previous export of ours, or touch the source."""
+    real, src = os.path.realpath(out), os.path.realpath(source)
+    if real == src or os.path.commonpath([real, src]) == real:
+        raise cli.UserError(f"--out {out}: is (or holds) the checkpoint being exported, {source}; "
+                            "nothing was changed. Choose another --out")
+    if backends.is_shipped(out):
+        raise cli.UserError(f"--out {out}: is inside a shipped model, which only tools/ship_exports.py writes; "
+                            "choose another --out")
+    if not os.path.lexists(out):
+        return
+    if not overwrite:
+        raise cli.UserError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    if not backends.is_export(out):
+        raise cli.UserError(f"--out {out}: exists and is not a model export.py wrote, so --overwrite does not "
+                            "replace it (nothing was changed); choose another --out, or move it away yourself")
 
 
 def main():
@@ -130,21 +136,21 @@ def main():
     if args.calibration_faces < 1:
         parser.error(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
     out = args.out.rstrip("/") or args.out
-    if os.path.lexists(out) and not args.overwrite:
-        raise cli.UserError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    if not out.strip():
+        parser.error("--out is empty; give the .tflite file or SavedModel folder to write, such as runs/model.tflite")
+    folder = backends.resolve(args.checkpoint, args.model, fast=False)
+    check_out(out, folder, args.overwrite)
     if fmt == "tflite" and os.path.isdir(out):
         raise cli.UserError(f"--out {out}: is a folder; a TFLite export is one file, such as model.tflite")
     parent = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(parent):
         raise cli.UserError(f"--out {out}: the folder {parent} does not exist")
     cli.check_writable(parent, "the export")
-    cli.remove_stale_temporaries(out)  # what a killed export left (OUT.tmp-PID)
     if args.quantize == "int8" and not os.path.exists(args.data):
         raise cli.UserError(f"{args.data}: no such file; int8 export calibrates on Training faces: "
                             "make the cache with preprocess.py or give --data")
 
     from ferkit import checkpoints, data
-    folder = backends.resolve(args.checkpoint, args.model, fast=False)
     config = checkpoints.read_config(folder)  # before TensorFlow loads: a wrong name fails at once
     loaded = data.load(args.data).splits if os.path.exists(args.data) else {}
     calibration = None
@@ -163,21 +169,13 @@ def main():
         with tf.Session() as session:
             source = checkpoints.restore(session, graph.model_variables, folder)
             meta = metadata(config, source, fmt, args.quantize, names)
-            tmp = f"{out}.tmp-{os.getpid()}"
-            try:
-                if fmt == "tflite":
-                    content = add_tflite_metadata(convert(tf, session, graph, args.quantize, calibration), meta)
-                    with open(tmp, "wb") as f:
-                        f.write(content)
-                else:
+            if fmt == "tflite":
+                content = add_tflite_metadata(convert(tf, session, graph, args.quantize, calibration), meta)
+                with files.atomic_write(out, "wb") as f:
+                    f.write(content)
+            else:
+                with files.atomic_path(out, directory=True) as tmp:
                     write_saved_model(tf, session, graph, tmp, meta)
-                put_in_place(tmp, out)
-            except BaseException:
-                if os.path.isdir(tmp):
-                    shutil.rmtree(tmp, ignore_errors=True)
-                elif os.path.exists(tmp):
-                    os.remove(tmp)
-                raise
     kind = {"none": "float32", "float16": "float16 weights", "dynamic": "dynamic-range quantized (int8 weights)",
             "int8": "int8"}[args.quantize]
     print(f"wrote {out}: {fmt}, {kind}, {cli.size_of(out) / 1e6:.2f} MB "

@@ -14,6 +14,7 @@ others are still processed, and the exit status is 1 if any image failed.
 Output images mirror the input tree under OUT_DIR, as PNG.
 """
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -78,17 +79,31 @@ def attention_map(face, weights, size=192):
 
 
 def output_stems(items):
-    """[(path, name)] -> the output stem of each (name without extension), unless two
-    inputs share it (photo.jpg and photo.png in one folder): then the whole name."""
+    """[(path, name)] -> a distinct output stem for each: the name without extension, unless two
+    inputs share it (photo.jpg and photo.png in one folder): then the whole name; a whole name
+    that still meets another's stem (photo.jpg beside photo.jpg.png) gets ~2, ~3, ..."""
     stems = [os.path.splitext(name)[0] for _, name in items]
-    return [s if stems.count(s) == 1 else name for s, (_, name) in zip(stems, items)]
+    wanted = [s if stems.count(s) == 1 else name for s, (_, name) in zip(stems, items)]
+    seen, unique = {}, []
+    for stem in wanted:
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append(stem if seen[stem] == 1 else f"{stem}~{seen[stem]}")
+    return unique
 
 
 def write_image(path, image):
-    """cv2.imwrite into a folder that may not exist yet; a failure is a UserError."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not cv2.imwrite(path, image):
-        raise cli.UserError(f"{path}: could not write the image; is the folder writable?")
+    """A PNG, atomically, into a folder that may not exist yet; a failure is a UserError.  Encoded
+    in memory and written by Python, so any name the file system allows works."""
+    from ferkit import files
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise cli.UserError(f"{path}: OpenCV could not encode the image as PNG")
+        with files.atomic_write(path, "wb") as f:
+            f.write(encoded.tobytes())
+    except OSError as e:
+        raise cli.UserError(f"{path}: could not write the image ({e.strerror}); is the folder writable?") from None
 
 
 def predict_photos(recognizer, args):
@@ -151,18 +166,21 @@ def predict_stream(recognizer, args):
     """
     from tqdm import tqdm
 
+    from ferkit import files
     capture = open_stream(args)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if args.video else 0
-    outputs, writer, table, window = [], None, None, args.camera is not None and not (args.annotate or args.csv)
-    if args.csv:
-        outputs.append((f"{args.csv}.tmp-{os.getpid()}", args.csv))
-        csv_file = open(outputs[-1][0], "w", newline="")
-        table = csv.writer(csv_file)
-        table.writerow(["frame", "time_s", "face", "x", "y", "w", "h", "emotion", *EMOTIONS])
+    writer, table, window = None, None, args.camera is not None and not (args.annotate or args.csv)
     progress = tqdm(total=total or None, unit="frame", disable=not args.video, file=sys.stderr)
     frame_no, rows = -1, 0
-    try:
+    # Each output is written under a temporary name and put in place when the stream has ended;
+    # an error or Ctrl-C removes the temporaries (files.atomic_*), and leaves what was there before.
+    with contextlib.ExitStack() as outputs:
+        outputs.callback(capture.release)
+        outputs.callback(progress.close)
+        if args.csv:
+            table = csv.writer(outputs.enter_context(files.atomic_write(args.csv, newline="")))
+            table.writerow(["frame", "time_s", "face", "x", "y", "w", "h", "emotion", *EMOTIONS])
         while True:
             ok, frame = capture.read()
             if not ok:
@@ -179,10 +197,10 @@ def predict_stream(recognizer, args):
                     rows += 1
             if args.annotate:
                 if writer is None:
-                    final = os.path.join(args.annotate, "annotated.mp4")
-                    outputs.append((os.path.join(args.annotate, f".annotated-{os.getpid()}.mp4"), final))
-                    writer = cv2.VideoWriter(outputs[-1][0], cv2.VideoWriter_fourcc(*"mp4v"), fps / args.every,
+                    tmp = outputs.enter_context(files.atomic_path(os.path.join(args.annotate, "annotated.mp4")))
+                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps / args.every,
                                              (frame.shape[1], frame.shape[0]))
+                    outputs.callback(writer.release)  # before the file is put in place
                 writer.write(draw(frame, faces))
             if window:
                 try:
@@ -194,20 +212,6 @@ def predict_stream(recognizer, args):
                                         "to save the results") from None
             if not (args.csv or args.video):
                 print(f"frame {frame_no}: " + (", ".join(f"{f['emotion']} at {tuple(f['box'])}" for f in faces) or "no face"))
-    except BaseException:
-        for tmp, _ in outputs:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        raise
-    finally:
-        progress.close()
-        capture.release()
-        if writer is not None:
-            writer.release()
-        if table:
-            csv_file.close()
-    for tmp, final in outputs:
-        os.replace(tmp, final)
     done = frame_no + 1
     print(f"{done} frames read, {len(range(0, done, args.every))} classified"
           + (f"; {rows} face rows written to {args.csv}" if args.csv else "")
@@ -253,9 +257,10 @@ def main():
         parser.error(f"--camera must be a camera index, 0 or more; got {args.camera}")
     if streaming and args.explain:
         parser.error("--explain applies to image files only")
+    inputs = args.paths or ([args.video] if args.video else [])
     for flag, out in (("--annotate", args.annotate), ("--explain", args.explain)):
         if out:
-            cli.output_folder(out, flag)
+            cli.output_folder(out, flag, apart_from=inputs)
     if args.csv:
         cli.output_folder(os.path.dirname(os.path.abspath(args.csv)), "--csv")
         if os.path.isdir(args.csv):

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import models
-from ferkit import cli
+from ferkit import cli, runfolder
 
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
@@ -33,8 +33,6 @@ SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing
 # Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
 # CNNs, scaled to our batch of 64.
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
-LOG_FIELDS = ("epoch", "step", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "images_per_s",
-              "ema_val_accuracy")
 
 
 def parse_args():
@@ -139,118 +137,17 @@ def model_hparams(name, overrides):
     return hparams
 
 
-def step_of(path):
-    """checkpoint path prefix .../model.ckpt-STEP -> STEP, or None."""
-    return int(path.rsplit("-", 1)[1]) if path else None
-
-
-def read_state(folder):
-    """The committed training state of a folder, or None when it holds no training.
-
-    state.json is the commit point of every save: it names the one best and one last
-    checkpoint and holds the log rows.  Files it does not name are leftovers of a killed run.
-    Folders written before it named them (the shipped ones) get the names from the index files.
-    """
-    from ferkit import checkpoints
-    path = os.path.join(folder, "state.json")
-    if not os.path.exists(path):
-        return None
-    try:
-        state = checkpoints.read_json(path)
-    except ValueError as e:
-        raise cli.UserError(f"{path}: unreadable ({e}); move the folder away or pass another --checkpoint-dir") from None
-    state.setdefault("best_step", step_of(checkpoints.latest(folder, "best")))
-    state.setdefault("step", step_of(checkpoints.latest(folder, "last")))
-    if "log" not in state and os.path.exists(os.path.join(folder, "log.csv")):
-        with open(os.path.join(folder, "log.csv")) as f:
-            state["log"] = list(csv.DictReader(f))[:state.get("epoch", 0)]
-    return state
-
-
-def is_finished(folder, config_path, state):
-    """A folder holds a finished model when its training says so, or when it has best
-    weights but nothing to resume from (the shipped models)."""
-    from ferkit import checkpoints
-    if state and state.get("finished"):
-        return True
-    if not os.path.exists(config_path) or not checkpoints.latest(folder, "best"):
-        return False
-    old = checkpoints.read_json(config_path)
-    done = state and state.get("epoch", 0) >= old.get("settings", {}).get("epochs", float("inf"))
-    return bool(done or not checkpoints.latest(folder, "last"))
-
-
-def clear_folder(folder):
-    """--overwrite: remove what train.py and evaluate.py wrote in folder (nothing else)."""
-    import shutil
-    for name in os.listdir(folder):
-        full = os.path.join(folder, name)
-        if name in ("best", "last") and os.path.isdir(full):
-            shutil.rmtree(full)
-        elif name in ("state.json", "log.csv", "curves.png", "config.json") or name.startswith(("events.out.tfevents", "eval_")):
-            os.remove(full)
-
-
-def prepare_folder(folder, config, overwrite):
-    """Create or reuse the checkpoint folder -> the committed state to resume from (None: start afresh).
-
-    Refuses a folder made for another model or schedule, and one holding a finished model
-    unless overwrite.  Removes what a killed run left behind.
-    """
-    from ferkit import backends, checkpoints
-    if backends.is_shipped(folder):
-        raise cli.UserError(f"--checkpoint-dir {folder}: is a shipped model, which training never writes into "
-                            "(shipped models change only through tools/ship_exports.py); pass another --checkpoint-dir, "
-                            "such as runs/NAME")
-    cli.output_folder(folder, "--checkpoint-dir")
-    path = os.path.join(folder, checkpoints.CONFIG)
-    state = read_state(folder)
-    if is_finished(folder, path, state):
-        if not overwrite:
-            raise cli.UserError(f"{folder} holds a finished model (best/ weights, nothing to resume); nothing was changed. "
-                                "Pass another --checkpoint-dir, or --overwrite to replace it")
-        clear_folder(folder)
-        state = None
-    if os.path.exists(path):
-        old = checkpoints.read_config(folder)
-        if old["model"] != config["model"]:
-            raise cli.UserError(f"{folder} holds a {old['model']} checkpoint, not {config['model']}; "
-                                "pass another --checkpoint-dir (nothing was overwritten)")
-        if state and state.get("step") is not None:
-            # Settings added since a folder was written count as their default there.
-            was = {"labels": "fer2013", **old["settings"]}
-            changed = [k for k in SCHEDULE_KEYS if was.get(k) != config["settings"].get(k)]
-            changed += [k for k in config["hparams"] if old["hparams"].get(k) != config["hparams"][k]]
-            if changed:
-                raise cli.UserError(f"{folder} was trained with other settings ({', '.join(changed)}: "
-                                    f"{', '.join(str(was.get(k, old['hparams'].get(k))) for k in changed)}); "
-                                    "rerun with the same ones to resume, or pass another --checkpoint-dir")
-    checkpoints.tidy(folder, state)
-    if state is None or state.get("step") is None:
-        state = None
-    checkpoints.write_json(path, config)
-    write_log(folder, state["log"] if state and "log" in state else None)
-    return state
-
-
-def write_log(folder, rows):
-    """log.csv from the committed log rows (atomically); rows None keeps an existing log as it is."""
-    path = os.path.join(folder, "log.csv")
-    if rows is None and os.path.exists(path):
-        return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows([LOG_FIELDS] + [[r.get(k, "") for k in LOG_FIELDS] for r in rows or []])
-    os.replace(tmp, path)
-
-
 def fault_point(name):
-    """Test hook for the kill -9 tests: FERKIT_KILL_AT=NAME:N kills this process, as SIGKILL
-    would at a random moment, the N-th time it passes the point NAME of the save sequence."""
-    spec = os.environ.get("FERKIT_KILL_AT", "")
-    if spec.partition(":")[0] == name:
+    """Test hook for the interruption tests: FERKIT_KILL_AT=NAME:N[:INT] kills this process, as SIGKILL
+    would at a random moment (or with :INT interrupts it, as Ctrl-C would), the N-th time it passes
+    the point NAME of the save sequence."""
+    point, _, rest = os.environ.get("FERKIT_KILL_AT", "").partition(":")
+    if point == name:
+        count, _, how = rest.partition(":")
         fault_point.count = getattr(fault_point, "count", 0) + 1
-        if fault_point.count == int(spec.partition(":")[2] or 1):
+        if fault_point.count == int(count or 1):
+            if how == "INT":
+                raise KeyboardInterrupt
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -374,20 +271,19 @@ def plot_curves(log_path, out_path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
+    from ferkit.files import atomic_path
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
-def main():
-    args = parse_args()
-    from tqdm import tqdm
-
-    from ferkit import checkpoints, data
-    from ferkit.faces import NUM_CLASSES, one_hot, to_model_input
-    tf = cli.quiet_tensorflow()
-    folder = args.checkpoint_dir or os.path.join("runs", args.model)
-    hparams = model_hparams(args.model, args.set)
-    loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))  # never PrivateTest
+def load_sets(args):
+    """Training and PublicTest (never PrivateTest) -> namespace of train_x float32 (N, 48, 48, 1),
+    train_labels int (N,), train_targets float32 (N, 7) or None (soft targets: FER+ votes, a
+    teacher), val_x, val_labels."""
+    from ferkit import data
+    from ferkit.faces import to_model_input
+    loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))
     for note in loaded.notes:
         print(f"note: {note}")
     if len(loaded.splits.get("PublicTest", ((), ()))[1]) == 0:
@@ -401,15 +297,15 @@ def main():
             args.data, train_images, val_images)
     if args.teacher:
         train_targets = teacher_targets(args.teacher, args.distill, train_images, train_labels)
-    train_x, val_x = to_model_input(train_images), to_model_input(val_images)
+    return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
+                           val_x=to_model_input(val_images), val_labels=val_labels)
 
-    steps_per_epoch = len(train_labels) // args.batch_size  # drop the last partial batch: stable batch norm
-    if steps_per_epoch == 0:
-        raise cli.UserError(f"{args.data}: {len(train_labels)} Training faces, fewer than one batch of {args.batch_size}")
-    total_steps = args.epochs * steps_per_epoch
+
+def make_config(args, hparams, data_size):
+    """What config.json records: model, hyperparameters and the settings of this run."""
     settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "warmup_epochs": args.warmup_epochs,
                 "label_smoothing": args.label_smoothing, "patience": args.patience, "seed": args.seed,
-                "data": args.data, "data_size": len(train_labels), "optimizer": args.optimizer, "init_from": args.init_from,
+                "data": args.data, "data_size": data_size, "optimizer": args.optimizer, "init_from": args.init_from,
                 "labels": args.labels}
     # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
     settings.update({k: v for k, v in (("erase", args.erase), ("mixup", args.mixup), ("teacher", args.teacher),
@@ -417,174 +313,235 @@ def main():
                                         ("ema", args.ema)) if v})
     if args.optimizer == "sgd":
         settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
-    config = {"model": args.model, "hparams": hparams, "settings": settings}
-    state = prepare_folder(folder, config, args.overwrite)
-    print(f"model {args.model} {config['hparams']}")
-    print(f"settings {settings}")
-    print(f"Training {len(train_labels)} faces, PublicTest {len(val_labels)}; {steps_per_epoch} steps/epoch; saving to {folder}")
+    return {"model": args.model, "hparams": hparams, "settings": settings}
 
-    tf.set_random_seed(args.seed)
-    net = checkpoints.build(config, augmentation=True)
-    # Soft targets (N, 7) when fed (FER+ vote shares); otherwise the one-hot of the int labels, as always.
-    targets = tf.placeholder_with_default(tf.one_hot(net.labels, NUM_CLASSES), [None, NUM_CLASSES], name="targets")
-    total_loss, cross_entropy = models.loss(net.logits, label_smoothing=args.label_smoothing, targets=targets)
-    global_step = tf.train.get_or_create_global_step()
-    lr = learning_rate(global_step, args.lr, int(args.warmup_epochs * steps_per_epoch), total_steps)
-    if args.optimizer == "sgd":
-        optimizer = tf.train.MomentumOptimizer(lr, args.momentum, use_nesterov=True)
-    else:
-        optimizer = tf.train.AdamOptimizer(lr)
-    train_op = optimizer.minimize(total_loss, global_step=global_step)
-    averaged = weight_average(net.model_variables, train_op, global_step, args.ema) if args.ema else None
-    if averaged:
-        train_op = averaged.train_op
-    correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(net.logits, 1, output_type=tf.int32), net.labels), tf.int32))
-    summaries = tf.summary.merge([tf.summary.scalar("loss", cross_entropy), tf.summary.scalar("learning_rate", lr),
-                                  tf.summary.scalar("accuracy", tf.cast(correct, tf.float32) / tf.cast(tf.shape(net.labels)[0], tf.float32))])
-    # max_to_keep=None: TensorFlow deletes nothing; commit() keeps exactly the checkpoints state.json names.
-    best_saver = tf.train.Saver(net.model_variables, max_to_keep=None)
-    last_saver = tf.train.Saver(max_to_keep=None)
-    n_params = sum(int(np.prod(v.shape)) for v in tf.trainable_variables())
-    print(f"{n_params:,} parameters")
 
-    state_path = os.path.join(folder, "state.json")
-    with tf.Session(config=checkpoints.session_config(args.bf16)) as session:
-        def save(which, saver, step):
-            # write_state=False: the index file moves to the new checkpoint only after state.json commits it.
-            saver.save(session, os.path.join(folder, which, checkpoints.CHECKPOINT_PREFIX), global_step=step,
-                       write_meta_graph=False, write_state=False)
+class Trainer:
+    """The training graph of one run and its loop over epochs, saving into a RunFolder.
 
-        def commit(new_state):
-            """The save sequence's commit point: state.json, then index files, log and clean-up follow it."""
-            fault_point("before_state")
-            checkpoints.write_json(state_path, new_state)
-            fault_point("after_state")
-            checkpoints.tidy(folder, new_state)
-            write_log(folder, new_state["log"])
+    Each epoch's batch order, augmentation seed and mixup pairs depend only on (seed, epoch,
+    step), so a resumed epoch repeats them.  After each epoch: PublicTest scores, best/ if
+    better, last/, then run.commit.  An epoch whose training ended but whose scoring was
+    interrupted is scored on resume; its training loss and accuracy are kept in the state.
+    """
 
+    def __init__(self, args, config, sets, run, steps_per_epoch):
+        import tensorflow.compat.v1 as tf
+
+        from ferkit import checkpoints
+        from ferkit.faces import NUM_CLASSES
+        self.args, self.config, self.sets, self.run, self.steps_per_epoch = args, config, sets, run, steps_per_epoch
+        self.total_steps = args.epochs * steps_per_epoch
+        self.net = net = checkpoints.build(config, augmentation=True)
+        # Soft targets (N, 7) when fed (FER+ vote shares); otherwise the one-hot of the int labels, as always.
+        self.targets = tf.placeholder_with_default(tf.one_hot(net.labels, NUM_CLASSES), [None, NUM_CLASSES], name="targets")
+        total_loss, self.cross_entropy = models.loss(net.logits, label_smoothing=args.label_smoothing, targets=self.targets)
+        self.global_step = tf.train.get_or_create_global_step()
+        self.lr = learning_rate(self.global_step, args.lr, int(args.warmup_epochs * steps_per_epoch), self.total_steps)
+        optimizer = (tf.train.MomentumOptimizer(self.lr, args.momentum, use_nesterov=True) if args.optimizer == "sgd"
+                     else tf.train.AdamOptimizer(self.lr))
+        self.train_op = optimizer.minimize(total_loss, global_step=self.global_step)
+        self.averaged = weight_average(net.model_variables, self.train_op, self.global_step, args.ema) if args.ema else None
+        if self.averaged:
+            self.train_op = self.averaged.train_op
+        self.correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(net.logits, 1, output_type=tf.int32), net.labels), tf.int32))
+        self.summaries = tf.summary.merge([tf.summary.scalar("loss", self.cross_entropy),
+                                           tf.summary.scalar("learning_rate", self.lr)])
+        # max_to_keep=None: TensorFlow deletes nothing; run.commit keeps exactly the checkpoints state.json names.
+        self.savers = {"best": tf.train.Saver(net.model_variables, max_to_keep=None),
+                       "last": tf.train.Saver(max_to_keep=None)}
+        self.parameters = sum(int(np.prod(v.shape)) for v in tf.trainable_variables())
+
+    def save(self, session, which, step):
+        from ferkit import checkpoints
+        # write_state=False: the index file moves to the new checkpoint only after state.json commits it.
+        self.savers[which].save(session, os.path.join(self.run.path, which, checkpoints.CHECKPOINT_PREFIX),
+                                global_step=step, write_meta_graph=False, write_state=False)
+
+    def start(self, session):
+        """Initialise or restore -> the state to go on from."""
+        import tensorflow.compat.v1 as tf
+
+        from ferkit import checkpoints
         session.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+        state = self.run.state
         if state:
-            last_saver.restore(session, os.path.join(folder, "last", f"{checkpoints.CHECKPOINT_PREFIX}-{state['step']}"))
-            state.setdefault("log", [])
-        else:
-            state = {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
-                     "finished": False, "log": []}
-            if args.init_from:
-                init_weights(session, net, args.init_from, config)
-        step = int(session.run(global_step))
-        if state["step"] is not None:
-            print(f"resuming from {folder}/last at step {step} (epoch {step // steps_per_epoch + 1})")
-        writer = tf.summary.FileWriter(folder, session.graph if state["step"] is None else None)
-        stopped_early, bar, swapped = False, None, False
+            self.savers["last"].restore(session, os.path.join(self.run.path, "last",
+                                                              f"{checkpoints.CHECKPOINT_PREFIX}-{state['step']}"))
+            print(f"resuming from {self.run.folder}/last at step {state['step']} "
+                  f"(epoch {state['step'] // self.steps_per_epoch + 1})")
+            return dict(state, log=state.get("log", []))
+        if self.args.init_from:
+            init_weights(session, self.net, self.args.init_from, self.config)
+        return {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
+                "finished": False, "log": []}
+
+    def train_epoch(self, session, writer, step, partial):
+        """Steps from `step` to the epoch's end (or --max-steps) -> (step, stats); stats (loss_sum,
+        hits, seen, seconds) go on from `partial`, what an interrupted run had done of this epoch."""
+        from tqdm import tqdm
+
+        from ferkit.faces import one_hot
+        args, sets, net, spe = self.args, self.sets, self.net, self.steps_per_epoch
+        epoch = step // spe
+        stats = self.partial = dict(partial or {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0})
+        order = np.random.RandomState(args.seed + epoch).permutation(len(sets.train_labels))
+        start, done = time.perf_counter(), stats["seconds"]
+        bar = tqdm(range(step % spe, spe), desc=f"epoch {epoch + 1}/{args.epochs}", unit="step", dynamic_ncols=True)
         try:
-            while step < total_steps and not (args.max_steps and step >= args.max_steps):
-                epoch = step // steps_per_epoch
-                if epoch - state["best_epoch"] >= args.patience and state["best_epoch"] > 0:
-                    print(f"early stop: no better PublicTest accuracy for {args.patience} epochs")
-                    stopped_early = True
+            for i in bar:
+                batch = order[i * args.batch_size:(i + 1) * args.batch_size]
+                x, t = sets.train_x[batch], None if sets.train_targets is None else sets.train_targets[batch]
+                if args.mixup:  # seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs
+                    x, t = mixup(x, one_hot(sets.train_labels[batch]) if t is None else t, args.mixup,
+                                 np.random.RandomState([args.seed, epoch, i]))
+                feed = {net.images: x, net.labels: sets.train_labels[batch], net.is_training: True, net.augment: True}
+                if t is not None:
+                    feed[self.targets] = t
+                fetches = [self.train_op, self.cross_entropy, self.correct] + ([self.summaries] if step % 50 == 0 else [])
+                out = session.run(fetches, feed)
+                if not np.isfinite(out[1]):
+                    raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); the last saved state "
+                                        f"is kept; the learning rate {args.lr:g} is probably too high: try --lr "
+                                        f"{args.lr / 10:g}")
+                step += 1
+                if len(out) == 4:
+                    writer.add_summary(out[3], step)
+                stats.update(loss_sum=stats["loss_sum"] + float(out[1]) * len(batch), hits=stats["hits"] + int(out[2]),
+                             seen=stats["seen"] + len(batch), seconds=done + time.perf_counter() - start)
+                if i % 10 == 0 or i == spe - 1:
+                    bar.set_postfix(loss=f"{stats['loss_sum'] / stats['seen']:.3f}", acc=f"{stats['hits'] / stats['seen']:.3f}",
+                                    img_s=f"{stats['seen'] / stats['seconds']:.0f}")
+                if args.max_steps and step >= args.max_steps:
                     break
-                # Each epoch's order depends only on (seed, epoch): a resumed epoch sees the same batches.
-                order = np.random.RandomState(args.seed + epoch).permutation(len(train_labels))
-                losses, hits, seen = [], 0, 0
-                start = time.perf_counter()
-                bar = tqdm(range(step % steps_per_epoch, steps_per_epoch), desc=f"epoch {epoch + 1}/{args.epochs}",
-                           unit="step", leave=True, dynamic_ncols=True)
-                for i in bar:
-                    batch = order[i * args.batch_size:(i + 1) * args.batch_size]
-                    x, t = train_x[batch], None if train_targets is None else train_targets[batch]
-                    if args.mixup:
-                        # Seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs.
-                        x, t = mixup(x, one_hot(train_labels[batch]) if t is None else t, args.mixup,
-                                     np.random.RandomState([args.seed, epoch, i]))
-                    feed = {net.images: x, net.labels: train_labels[batch], net.is_training: True, net.augment: True}
-                    if t is not None:
-                        feed[targets] = t
-                    fetches = [train_op, cross_entropy, correct]
-                    if step % 50 == 0:
-                        fetches.append(summaries)
-                    out = session.run(fetches, feed)
-                    if not np.isfinite(out[1]):
-                        kept = (f"the last saved state (step {state['step']}) is kept" if state["step"] is not None
-                                else "nothing was saved")
-                        raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); {kept}; "
-                                            f"the learning rate {args.lr:g} is probably too high: try --lr {args.lr / 10:g}")
-                    step += 1
-                    if len(out) == 4:
-                        writer.add_summary(out[3], step)
-                    losses.append(out[1])
-                    hits += out[2]
-                    seen += len(batch)
-                    if i % 10 == 0 or i == steps_per_epoch - 1:
-                        bar.set_postfix(loss=f"{np.mean(losses):.3f}", acc=f"{hits / seen:.3f}",
-                                        img_s=f"{seen / (time.perf_counter() - start):.0f}")
-                    if args.max_steps and step >= args.max_steps:
-                        break
-                bar.close()
-                if step % steps_per_epoch:
-                    break  # --max-steps stopped mid-epoch
-                seconds = time.perf_counter() - start
-                val_loss, val_acc = evaluate(session, net, cross_entropy, val_x, val_labels)
-                epoch += 1
-                row = dict(zip(LOG_FIELDS, (
-                    epoch, step, f"{session.run(lr):.6g}", f"{np.mean(losses):.4f}", f"{hits / seen:.4f}",
-                    f"{val_loss:.4f}", f"{val_acc:.4f}", f"{seconds:.1f}", f"{seen / seconds:.0f}")))
-                new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [row])
-                improved = val_acc > state["best_accuracy"]
-                if improved:
-                    save("best", best_saver, step)
-                    new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
-                    fault_point("after_best")
-                if averaged:
-                    # The average is scored with its weights swapped into the model, and saved as best/
-                    # from there when it is the best candidate; the raw weights are swapped back after.
-                    session.run(averaged.backup)
-                    swapped = True
-                    session.run(averaged.load_average)
-                    ema_acc = evaluate(session, net, cross_entropy, val_x, val_labels)[1]
-                    row["ema_val_accuracy"] = f"{ema_acc:.4f}"
-                    if ema_acc > max(val_acc, state["best_accuracy"]):
-                        save("best", best_saver, step)
-                        new_state.update(best_accuracy=ema_acc, best_epoch=epoch, best_step=step, best_is_average=True)
-                        improved = True
-                    elif improved:
-                        new_state.pop("best_is_average", None)
-                    session.run(averaged.restore)
-                    swapped = False
-                save("last", last_saver, step)
-                fault_point("after_last")
-                commit(new_state)
-                state = new_state
-                writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="val_accuracy", simple_value=val_acc),
-                                                     tf.Summary.Value(tag="val_loss", simple_value=val_loss)]), step)
-                writer.flush()
-                print(f"epoch {epoch}: train loss {np.mean(losses):.4f} acc {hits / seen:.4f} | "
-                      f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}"
-                      f"{' average ' + row['ema_val_accuracy'] if averaged else ''}{' (best)' if improved else ''} | "
-                      f"{seconds:.0f} s, {seen / seconds:.0f} img/s")
+        finally:
+            bar.close()
+        return step, stats
+
+    def score(self, session, state, step, stats):
+        """PublicTest after an epoch: best/ if better (raw weights, or their average with --ema), last/,
+        then the commit -> (new state, the epoch's line)."""
+        net, sets = self.net, self.sets
+        fault_point("scoring")
+        val_loss, val_acc = evaluate(session, net, self.cross_entropy, sets.val_x, sets.val_labels)
+        epoch = step // self.steps_per_epoch
+        loss, accuracy, seconds = stats["loss_sum"] / stats["seen"], stats["hits"] / stats["seen"], stats["seconds"]
+        row = dict(zip(runfolder.LOG_FIELDS, (epoch, step, f"{session.run(self.lr):.6g}", f"{loss:.4f}", f"{accuracy:.4f}",
+                                              f"{val_loss:.4f}", f"{val_acc:.4f}", f"{seconds:.1f}",
+                                              f"{stats['seen'] / seconds:.0f}")))
+        new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [row])
+        new_state.pop("partial", None)
+        improved = val_acc > state["best_accuracy"]
+        if improved:
+            self.save(session, "best", step)
+            new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
+            new_state.pop("best_is_average", None)
+            fault_point("after_best")
+        if self.averaged:
+            # The average is scored with its weights swapped into the model, and saved as best/ from
+            # there when it is the best candidate; the raw weights are swapped back (also on Ctrl-C).
+            session.run(self.averaged.backup)
+            try:
+                session.run(self.averaged.load_average)
+                ema_acc = evaluate(session, net, self.cross_entropy, sets.val_x, sets.val_labels)[1]
+                row["ema_val_accuracy"] = f"{ema_acc:.4f}"
+                if ema_acc > max(val_acc, state["best_accuracy"]):
+                    self.save(session, "best", step)
+                    new_state.update(best_accuracy=ema_acc, best_epoch=epoch, best_step=step, best_is_average=True)
+                    improved = True
+            finally:
+                session.run(self.averaged.restore)
+        self.save(session, "last", step)
+        fault_point("after_last")
+        self.run.commit(new_state, fault_point)
+        self.state, self.partial = new_state, None
+        line = (f"epoch {epoch}: train loss {loss:.4f} acc {accuracy:.4f} | PublicTest loss {val_loss:.4f} acc {val_acc:.4f}"
+                f"{' average ' + row['ema_val_accuracy'] if self.averaged else ''}{' (best)' if improved else ''} | "
+                f"{seconds:.0f} s, {stats['seen'] / seconds:.0f} img/s")
+        return val_acc, val_loss, line
+
+    def loop(self, session):
+        """Epochs until the schedule ends, patience runs out or --max-steps -> (state, how it ended)."""
+        import tensorflow.compat.v1 as tf
+        args, spe = self.args, self.steps_per_epoch
+        self.state = state = self.start(session)
+        self.partial = state.get("partial")  # what a stopped run had done of its epoch (loss, hits, time)
+        step = int(session.run(self.global_step))
+        writer = tf.summary.FileWriter(self.run.path, session.graph if state["step"] is None else None)
+        ended = None
+        try:
+            while ended is None:
+                state = self.state
+                if step and step % spe == 0 and state["epoch"] < step // spe:  # trained, then interrupted: score it
+                    val_acc, val_loss, line = self.score(session, state, step, self.partial)
+                    state = self.state
+                    writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="val_accuracy", simple_value=val_acc),
+                                                         tf.Summary.Value(tag="val_loss", simple_value=val_loss)]), step)
+                    writer.flush()
+                    print(line)
+                if step >= self.total_steps:
+                    ended = "finished"
+                elif args.max_steps and step >= args.max_steps:
+                    ended = f"stopped at step {step}"
+                elif state["best_epoch"] > 0 and step // spe - state["best_epoch"] >= args.patience:
+                    print(f"early stop: no better PublicTest accuracy for {args.patience} epochs")
+                    ended = "stopped early"
+                else:
+                    step, self.partial = self.train_epoch(session, writer, step, self.partial)
         except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            if swapped:  # interrupted while the average was in the model: the raw weights go back first
-                session.run(averaged.restore)
-            step = int(session.run(global_step))  # Ctrl-C may land after a step ran but before we counted it
-            save("last", last_saver, step)
-            commit(dict(state, step=step))
-            print(f"\ninterrupted: saved step {step} to {folder}/last; run the same command to resume")
-            return 130
+            step = int(session.run(self.global_step))  # Ctrl-C may land after a step ran but before we counted it
+            self.save(session, "last", step)
+            state = dict(self.state, step=step, partial=self.partial)
+            self.run.commit(state, fault_point)
+            print(f"\ninterrupted: saved step {step} to {self.run.folder}/last; run the same command to resume")
+            return state, "interrupted"
         finally:
             writer.close()
         if step != state["step"]:  # --max-steps stopped mid-epoch
-            save("last", last_saver, step)
-            state = dict(state, step=step)
-        state["finished"] = stopped_early or step >= total_steps
-        commit(state)
+            self.save(session, "last", step)
+            state = dict(state, step=step, partial=self.partial)
+        state["finished"] = ended != f"stopped at step {step}"
+        self.run.commit(state, fault_point)
+        return state, ended
+
+
+def main():
+    args = parse_args()
+    tf = cli.quiet_tensorflow()
+    from ferkit import checkpoints
+    hparams = model_hparams(args.model, args.set)  # checked before any data is read
+    sets = load_sets(args)
+    steps_per_epoch = len(sets.train_labels) // args.batch_size  # drop the last partial batch: stable batch norm
+    if steps_per_epoch == 0:
+        raise cli.UserError(f"{args.data}: {len(sets.train_labels)} Training faces, fewer than one batch of "
+                            f"{args.batch_size}")
+    config = make_config(args, hparams, len(sets.train_labels))
+    run = runfolder.RunFolder(args.checkpoint_dir or os.path.join("runs", args.model), config, args.overwrite,
+                              SCHEDULE_KEYS)
+    try:
+        print(f"model {args.model} {config['hparams']}")
+        print(f"settings {config['settings']}")
+        print(f"Training {len(sets.train_labels)} faces, PublicTest {len(sets.val_labels)}; {steps_per_epoch} "
+              f"steps/epoch; saving to {run.folder}" + (" (replacing its model once this one has best weights)"
+                                                         if run.replacing else ""))
+        tf.set_random_seed(args.seed)
+        trainer = Trainer(args, config, sets, run, steps_per_epoch)
+        print(f"{trainer.parameters:,} parameters")
+        with tf.Session(config=checkpoints.session_config(args.bf16)) as session:
+            state, ended = trainer.loop(session)
+        replaced_nothing = run.replacing
+    finally:
+        run.close()
+    if ended == "interrupted":
+        return 130
     if state["best_step"] is None:
-        print(f"stopped at step {step}, before the first epoch ended: no best weights yet; run the same command to go on")
+        kept = " (the folder's old model is kept as it was)" if replaced_nothing else ""
+        print(f"stopped at step {state['step']}, before the first epoch ended: no best weights yet{kept}; "
+              "run the same command to go on" + (", which starts this run again" if replaced_nothing else ""))
         return 0
-    plot_curves(os.path.join(folder, "log.csv"), os.path.join(folder, "curves.png"))
-    done = "stopped early" if stopped_early else ("finished" if step >= total_steps else f"stopped at step {step}")
-    print(f"{done}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}; "
-          f"weights in {folder}/best, curves in {folder}/curves.png")
+    plot_curves(os.path.join(run.folder, runfolder.LOG), os.path.join(run.folder, "curves.png"))
+    print(f"{ended}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}; "
+          f"weights in {run.folder}/best, curves in {run.folder}/curves.png")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,23 @@ def load(path, bfloat16=False, num_threads=None):
     return checkpoints.Classifier(path, bfloat16=bfloat16)
 
 
+def is_export(path):
+    """Whether path is a model export.py wrote (a .tflite file or SavedModel folder with our metadata):
+    the only thing export.py --overwrite replaces."""
+    try:
+        if os.path.isdir(path):
+            with open(os.path.join(path, SAVED_MODEL_METADATA)) as f:
+                meta = json.load(f)
+        else:
+            with open(path, "rb") as f:
+                content = f.read(64 << 20)
+            meta = read_tflite_metadata(content) if content[4:8] == b"TFL3" else None
+        check_metadata(meta, path)
+        return True
+    except (OSError, ValueError, UserError, IndexError, TypeError, struct.error):
+        return False
+
+
 def check_metadata(meta, path):
     """Raise UserError unless `meta` (a dict or None) describes a model export.py wrote for these emotions."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:

@@ -17,7 +17,8 @@ from types import SimpleNamespace
 
 import models
 from ferkit.batched import BatchedModel
-from ferkit.cli import UserError, quiet_tensorflow, read_json, write_json  # noqa: F401 (re-exported)
+from ferkit.cli import UserError, quiet_tensorflow, read_json  # noqa: F401 (re-exported)
+from ferkit.files import atomic_write, write_json  # noqa: F401 (re-exported)
 from ferkit.faces import IMAGE_SIZE, INPUT_MEAN, INPUT_STD, to_model_input
 
 # TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding a
@@ -112,29 +113,8 @@ def point_index_at(folder, which, step):
         return
     os.makedirs(sub, exist_ok=True)
     name = f"{CHECKPOINT_PREFIX}-{step}"
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_write(path) as f:
         f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
-    os.replace(tmp, path)
-
-
-def tidy(folder, state):
-    """Leave folder/best and folder/last holding exactly the checkpoints `state` names, their index files
-    pointing at them; remove everything else there (a killed run's half-saved or uncommitted checkpoints,
-    TensorFlow's temporary files).  state None: no committed training, so both are emptied."""
-    import shutil
-    for which, key in (("best", "best_step"), ("last", "step")):
-        step = state.get(key) if state else None
-        keep = set(checkpoint_files(folder, which, step)) if step is not None else set()
-        if step is not None and not any(n.endswith(".index") for n in keep):
-            step, keep = None, set()  # the state names a checkpoint that is not there
-        sub = os.path.join(folder, which)
-        for name in (os.listdir(sub) if os.path.isdir(sub) else ()):
-            full = os.path.join(sub, name)
-            if name in keep or name == "checkpoint":
-                continue
-            shutil.rmtree(full) if os.path.isdir(full) else os.remove(full)
-        point_index_at(folder, which, step)
 
 
 def cpu_has_bfloat16():

@@ -1,4 +1,4 @@
-"""Command-line helpers shared by the scripts: quiet TensorFlow, one-line errors, atomic JSON files."""
+"""Command-line helpers shared by the scripts: quiet TensorFlow, one-line errors, output folders."""
 import contextlib
 import json
 import os
@@ -58,15 +58,6 @@ def run(main):
     sys.exit(status or 0)
 
 
-def write_json(path, obj):
-    """Atomic JSON write: a temporary file renamed into place."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def size_of(path):
     """Bytes of a file, or of everything under a folder."""
     if os.path.isfile(path):
@@ -90,10 +81,13 @@ def check_writable(folder, what):
         raise UserError(f"{folder}: cannot write {what} there ({e.strerror or e}); choose a writable folder") from None
 
 
-def output_folder(path, flag):
-    """Create the folder an option names for output, or raise a one-line UserError saying why it cannot be used."""
+def output_folder(path, flag, apart_from=()):
+    """Create the folder an option names for output, or raise a one-line UserError saying why it cannot
+    be used: a file, or a folder that is, is inside or holds one of the inputs `apart_from`."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{flag} {path}: is a file, not a folder; give a folder to write into")
+    from ferkit.files import check_apart
+    check_apart(path, apart_from, flag)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
@@ -118,25 +112,3 @@ def captured_stderr():
             os.close(saved)
             capture.seek(0)
             messages += capture.read().decode(errors="replace").splitlines()
-
-
-def remove_stale_temporaries(path):
-    """Remove PATH.tmp-PID files and folders (also PATH.tmp-PID-old) that a killed run, whose PID is
-    no longer alive, left beside path."""
-    import shutil
-    folder, base = os.path.split(os.path.abspath(path))
-    for name in os.listdir(folder):
-        pid = name[len(base) + 5:].split("-")[0] if name.startswith(base + ".tmp-") else ""
-        if pid.isdigit() and not _alive(int(pid)):
-            full = os.path.join(folder, name)
-            shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else os.remove(full)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from isal import isal_zlib
 
-from ferkit.cli import UserError, remove_stale_temporaries
+from ferkit.cli import UserError
+from ferkit.files import atomic_write
 from ferkit.faces import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS, face_to_48, one_hot
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
 
@@ -345,23 +346,17 @@ def save_cache(path, splits, ferplus=None):
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
         raise DataError(path, None, f"cannot create the folder {folder} ({e.strerror}); choose another --out") from None
-    remove_stale_temporaries(path)
     arrays = {}
     for s, (images, labels) in splits.items():
         arrays[f"{s}_images"] = images
         arrays[f"{s}_labels"] = one_hot(labels)
     for s, votes in (ferplus or {}).items():
         arrays[f"{s}_ferplus"] = votes
-    tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as e:
         raise DataError(path, None, f"cannot write it ({e.strerror or e}); choose another --out") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_cache(path, splits=SPLITS):

@@ -50,7 +50,7 @@ def test_teacher_probabilities_are_the_models_tta_average(teacher_file, syntheti
     model = backends.load(str(tiny_checkpoint))
     np.testing.assert_allclose(probabilities, model.predict(images, tta=True), atol=1e-5)
     assert tta and fingerprint == data.fingerprint(images, labels)
-    assert not list(teacher_file.parent.glob("*.tmp-*"))
+    assert not list(teacher_file.parent.glob(".ferkit-*"))
 
 
 def test_training_with_a_teacher_and_erasing(tmp_path, teacher_file, synthetic_cache):

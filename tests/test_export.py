@@ -168,10 +168,17 @@ def test_bad_export_requests_write_nothing(tmp_path, tiny_checkpoint, synthetic_
 
 def test_overwrite_and_killed_exports_leave_no_partial_file(tmp_path, tiny_checkpoint, synthetic_cache):
     out = tmp_path / "m.tflite"
-    stale = tmp_path / "m.tflite.tmp-999999999"  # what a killed export left: a PID no process has
+    stale = tmp_path / ".ferkit-999999999-0a1b2c3d.tmp.tflite"  # what a killed export left: a PID no process has
     stale.write_bytes(b"half")
     out.write_bytes(b"old")
-    run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", out, "--data", synthetic_cache, "--overwrite", check=0)
+    # --overwrite replaces a previous export of ours only: not this file of someone else's.
+    _one_line_error(run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", out, "--overwrite"),
+                    "is not a model export.py wrote")
+    assert out.read_bytes() == b"old"
+    out.unlink()
+    for _ in range(2):  # the second run replaces the first's export
+        run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", out, "--data", synthetic_cache, "--overwrite",
+                   check=0)
     assert sorted(os.listdir(tmp_path)) == ["m.tflite"]
     assert backends.load(str(out)).name == "acnn_alstm"
     sm = tmp_path / "sm"
@@ -233,3 +240,22 @@ def test_halved_checkpoints_load_everywhere(tmp_path, tiny_checkpoint, synthetic
     # a folder whose training can still resume (stopped by --max-steps) is refused, untouched
     proc = run_script("tools/halve_checkpoint.py", tmp_path / "tuned")
     assert proc.returncode == 2 and "has not finished" in proc.stderr
+
+
+def test_overwrite_never_replaces_a_source_or_a_foreign_folder(tmp_path, tiny_checkpoint):
+    """--out naming the checkpoint itself, a folder above it, a folder of photos, a shipped model or
+    nothing: refused, and every file is still there, byte for byte."""
+    import shutil
+    source = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, source)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "me.jpg").write_bytes(b"a photo")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    cases = [(source, "is (or holds) the checkpoint being exported"), (tmp_path, "is (or holds) the checkpoint"),
+             (photos, "is not a model export.py wrote"),
+             (os.path.join(backends.PRETRAINED, "dnn", "model.tflite"), "inside a shipped model"),
+             ("", "--out is empty")]
+    for out, phrase in cases:
+        _one_line_error(run_script("export.py", "--checkpoint", source, "--out", out, "--overwrite"), phrase)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -216,7 +216,7 @@ def test_unknown_model_is_refused_before_tensorflow_loads(small_csv):
 
 
 def test_killed_preprocess_leftovers_are_removed(tmp_path, small_csv):
-    stale = tmp_path / "cache.npz.tmp-999999999"  # a PID no process has
+    stale = tmp_path / ".ferkit-999999999-0a1b2c3d.tmp.npz"  # a PID no process has
     stale.write_bytes(b"half a cache")
     run_script("preprocess.py", "--csv", small_csv, "--out", tmp_path / "cache.npz", check=0)
     assert sorted(os.listdir(tmp_path)) == ["cache.npz"]
@@ -310,3 +310,89 @@ def test_damaged_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint,
                  run_script("predict.py", os.path.join(ROOT, "samples", "astronaut.png"), "--checkpoint", folder)):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr
+
+
+def log_without_times(folder):
+    """log.csv's rows without the columns that measure time."""
+    rows = list(csv.DictReader(open(folder / "log.csv")))
+    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rows]
+
+
+def test_ctrl_c_while_scoring_is_scored_on_resume(tmp_path, synthetic_cache):
+    """Ctrl-C during the end-of-epoch PublicTest scoring: the epoch is scored when the same command
+    runs again, with the training loss and accuracy it had, as an uninterrupted run scores it.
+    (The epochs after a resume differ from an uninterrupted run's in their augmentation draws:
+    TensorFlow's in-graph random state starts afresh with the process.)"""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", whole, check=0)
+    env = dict(os.environ, FERKIT_KILL_AT="scoring:2:INT")
+    proc = subprocess.run(train_command(cut, synthetic_cache, 3), cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 130 and "interrupted: saved step 10" in proc.stdout, proc.stderr
+    state = json.loads((cut / "state.json").read_text())
+    assert state["epoch"] == 1 and state["step"] == 10 and state["partial"]["seen"] == 80
+    proc = run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", cut, check=0)
+    assert "epoch 2:" in proc.stdout and "finished" in proc.stdout
+    assert log_without_times(cut)[:2] == log_without_times(whole)[:2]
+    assert [r["step"] for r in log_without_times(cut)] == ["5", "10", "15"]
+    state = json.loads((cut / "state.json").read_text())
+    assert state["finished"] and "partial" not in state and (cut / "curves.png").exists()
+
+
+def test_missing_state_never_deletes_weights(tmp_path, tiny_checkpoint, synthetic_cache):
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / "state.json").unlink()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    proc = run_script("train.py", "--model", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
+                      "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "state.json: missing, but" in proc.stderr and "nothing was changed" in proc.stderr
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    for junk in ("[1, 2]", '{"epoch": 1, '):  # a list, a truncated file: named, and nothing removed
+        (folder / "state.json").write_text(junk)
+        proc = run_script("train.py", "--model", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data",
+                          synthetic_cache, "--checkpoint-dir", folder)
+        assert proc.returncode == 2 and "state.json: unreadable" in proc.stderr and "Traceback" not in proc.stderr
+        assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != "state.json"} == \
+               {p: b for p, b in before.items()}
+
+
+def test_overwrite_keeps_the_old_model_until_the_new_one_has_best_weights(tmp_path, synthetic_cache):
+    """A replacement that diverges, or is killed in its first epoch, leaves the old model as it was;
+    one that gets best weights replaces it whole: weights, export and reports of the old one go."""
+    folder = tmp_path / "dnn"
+    shutil.copytree(os.path.join(backends.PRETRAINED, "dnn"), folder)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    proc = run_script("train.py", *TRAIN, "--epochs", 1, "--lr", 1e12, "--warmup-epochs", 0, "--data", synthetic_cache,
+                      "--checkpoint-dir", folder, "--overwrite")
+    assert proc.returncode == 2 and "loss became nan" in proc.stderr
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    env = dict(os.environ, FERKIT_KILL_AT="after_last:1")
+    proc = subprocess.run(train_command(folder, synthetic_cache, 1) + ["--overwrite"], cwd=ROOT, env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    # All as it was, but for the killed run's lock file (free, and taken over by the next run).
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"} == before
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".ferkit-")]  # the killed run's folder, for now
+    run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--checkpoint-dir", folder, "--overwrite",
+               check=0)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".ferkit-")]  # removed by the next run
+    names = set(os.listdir(folder))
+    assert {"best", "last", "state.json", "config.json", "log.csv", "curves.png"} <= names
+    assert not names & {"model.tflite", ".lock"} and not [n for n in names if "eval_" in n]
+    assert json.loads((folder / "config.json").read_text())["settings"]["data_size"] == 84
+
+
+def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path, synthetic_cache):
+    folder = tmp_path / "ck"
+    args = [*map(str, train_command(folder, synthetic_cache, 400))]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (folder / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    second = run_script("train.py", *TRAIN, "--epochs", 400, "--data", synthetic_cache, "--checkpoint-dir", folder)
+    assert second.returncode == 2 and f"another train.py (PID {first.pid}) is training into it" in second.stderr
+    first.kill()
+    first.communicate()
+    state = json.loads((folder / "state.json").read_text())
+    proc = run_script("train.py", *TRAIN, "--epochs", 400, "--data", synthetic_cache, "--checkpoint-dir", folder,
+                      "--max-steps", state["step"] + 1, check=0)
+    assert f"at step {state['step']} " in proc.stdout and not (folder / ".lock").exists()

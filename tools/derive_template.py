@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ferkit import cli, data
+from ferkit import cli, data, files
 from ferkit.detectors import HaarDetector, YuNetDetector
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ferkit", "assets", "fer2013_template.json")
@@ -71,7 +71,7 @@ def main():
                          "yunet_score_threshold": SCORE_THRESHOLD,
                          "command": "python tools/derive_template.py" + (f" --faces {args.faces}" if args.faces != 4000 else "")},
     }
-    cli.write_json(args.out, template)
+    files.write_json(args.out, template)
     print(f"YuNet found {len(landmarks)} of {len(chosen)} faces, Haar {len(boxes)}")
     for name, (x, y) in zip(template["landmark_names"], template["landmarks"]):
         print(f"  {name:>18}: ({x:5.2f}, {y:5.2f})")

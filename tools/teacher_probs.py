@@ -11,7 +11,7 @@ train.py --teacher OUT mixes them into its targets (README, "A stronger ACNN-ALS
 OUT (.npz): probabilities float32 (N, 7) in the order of the data's Training
 rows; fingerprint, the Training split's data.fingerprint, so that train.py
 refuses a file made from other data; teachers (the paths) and tta.  It is
-written whole or not at all (OUT.tmp-PID, then renamed).  The ensemble's and
+written whole or not at all (ferkit.files.atomic_write).  The ensemble's and
 each teacher's PublicTest accuracy are printed, to choose teachers by;
 PrivateTest is never read.
 """
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from ferkit import backends, cli, data
+from ferkit import backends, cli, data, files
 from ferkit.faces import NUM_CLASSES
 
 
@@ -55,16 +55,9 @@ def main():
     probabilities = (train_sum / len(paths)).astype(np.float32)
     print(f"ensemble of {len(paths)}: Training {np.mean(probabilities.argmax(1) == train_labels):.4f}, "
           f"PublicTest {np.mean(val_sum.argmax(1) == val_labels):.4f}")
-    cli.remove_stale_temporaries(args.out)
-    tmp = f"{args.out}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, probabilities=probabilities, fingerprint=data.fingerprint(train_images, train_labels),
-                     teachers=np.array(paths), tta=not args.no_tta)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with files.atomic_write(args.out, "wb") as f:
+        np.savez(f, probabilities=probabilities, fingerprint=data.fingerprint(train_images, train_labels),
+                 teachers=np.array(paths), tta=not args.no_tta)
     print(f"wrote {args.out}: {probabilities.shape[0]} x {probabilities.shape[1]} probabilities")
 
 

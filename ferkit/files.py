@@ -1,0 +1,142 @@
+"""Every file the toolkit writes is written whole or not at all, through this module.
+
+  with atomic_write(path, "w") as f: ...        a file object; path appears only once f is complete
+  with atomic_path(path) as tmp: save(tmp)       for libraries that write by file name (savefig, VideoWriter)
+  write_json(path, obj)                          indented JSON, atomically
+  remove_stale_temporaries(folder)               what killed runs of ours left in folder
+
+The temporary is a hidden file in the destination's own folder (.ferkit-PID-XXXX.tmp, plus
+the destination's extension, which some writers go by), so the final rename never crosses
+file systems; it is flushed and fsynced before os.replace puts it in place, and the folder is
+fsynced after, so a power loss leaves either the old file or the new one.  On any failure,
+Ctrl-C included, the temporary is removed and the destination is as it was.  Its name is
+ASCII whatever the destination's, so no C library sees a name it cannot encode.  A full disk
+is a UserError naming the file.  Temporaries whose process is dead (kill -9) are removed the
+next time anything of ours writes into that folder.
+"""
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import shutil
+
+from ferkit.cli import UserError
+
+_TEMPORARY = re.compile(r"^\.ferkit-(\d+)-[A-Za-z0-9_]+\.tmp")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporaries of dead processes of ours (files or folders) from folder."""
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            full = os.path.join(folder, name)
+            shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else _remove(full)
+
+
+def _remove(path):
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _fsync_folder(folder):
+    with contextlib.suppress(OSError):  # not every file system lets a folder be opened
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _disk_full(path, error):
+    return UserError(f"{path}: no space left on the device ({error.strerror}); nothing was written there. "
+                     "Free some space, or write somewhere else, and run again")
+
+
+def temporary_name(path):
+    """A new name beside path for a temporary of this process (nothing is created there);
+    the stale temporaries of dead processes in that folder are removed first."""
+    folder = os.path.dirname(os.path.abspath(path))
+    remove_stale_temporaries(folder)
+    return os.path.join(folder, f".ferkit-{os.getpid()}-{secrets.token_hex(4)}.tmp{os.path.splitext(path)[1]}")
+
+
+def replace_folder(new, path):
+    """Put the finished folder `new` in place as path, replacing what is there: a folder
+    there is renamed aside first and removed last, so path never holds a mixture."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        old = temporary_name(path)
+        os.rename(path, old)
+        os.rename(new, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, path)
+    _fsync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def atomic_path(path, directory=False):
+    """A temporary name beside path to write to (a folder, if directory=True: its writer
+    creates it); put in place as path when the block ends without an error, removed otherwise."""
+    tmp = temporary_name(path)
+    try:
+        if not directory:
+            open(tmp, "xb").close()
+        yield tmp
+        if directory:
+            replace_folder(tmp, path)
+        else:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            _fsync_folder(os.path.dirname(tmp))
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else _remove(tmp)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise _disk_full(path, e) from None
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w", **open_args):
+    """open(path, mode) that leaves path untouched unless the block completes (see the module docstring)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **open_args) as f:
+            yield f
+            f.flush()
+
+
+def check_apart(out, inputs, flag):
+    """Refuse (UserError) an output folder that is, is inside, or holds one of the inputs (files or
+    folders): its outputs would overwrite them, or be read back as inputs on the next run."""
+    real_out = os.path.realpath(out)
+    for path in inputs:
+        real = os.path.realpath(path)
+        if os.path.commonpath([real, real_out]) in (real, real_out):
+            where = "is" if real == real_out else ("is inside" if os.path.commonpath([real, real_out]) == real
+                                                   else "holds")
+            raise UserError(f"{flag} {out}: {where} the input {path}; its outputs could overwrite the inputs or be "
+                            "read back as inputs. Choose an output folder apart from them")
+
+
+def write_json(path, obj):
+    """Indented JSON, written atomically."""
+    with atomic_write(path) as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
