@@ -17,7 +17,6 @@ eval_<split>-<fingerprint>.* beside it.
 Several models print one comparison table.  --json prints the report as JSON
 on stdout instead (a list when several models are given).
 """
-import argparse
 import json
 import os
 import sys
@@ -59,7 +58,7 @@ def report_base(classifier, out=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", nargs="+", metavar="NAME", help="shipped model name(s)")
     who.add_argument("--checkpoint", nargs="+", metavar="PATH",

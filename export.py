@@ -28,7 +28,6 @@ predict.py and evaluate.py, and its PublicTest accuracy is printed next to the
 checkpoint's (when --data is there).  The output appears only when it is
 complete; an existing one is replaced only with --overwrite.
 """
-import argparse
 import os
 
 import numpy as np
@@ -115,7 +114,7 @@ def check_out(out, source, overwrite):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", metavar="NAME", help="a shipped model (ferkit/pretrained/NAME)")
     who.add_argument("--checkpoint", metavar="DIR", help="a checkpoint folder written by train.py")

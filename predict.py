@@ -13,7 +13,6 @@ as FER-2013's own).  A bad file is reported in its entry and on stderr, the
 others are still processed, and the exit status is 1 if any image failed.
 Output images mirror the input tree under OUT_DIR, as PNG.
 """
-import argparse
 import contextlib
 import csv
 import json
@@ -26,6 +25,7 @@ import numpy as np
 from ferkit import DEFAULT_MODEL, cli
 from ferkit.detectors import DETECTORS
 from ferkit.faces import EMOTIONS
+from ferkit import photos
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, captured_stderr, list_images, read_image
 
 
@@ -221,7 +221,7 @@ def predict_stream(recognizer, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("paths", nargs="*", metavar="PATH", help="image files or folders of them (walked recursively)")
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--model", default=DEFAULT_MODEL,
@@ -243,7 +243,13 @@ def main():
     parser.add_argument("--csv", metavar="OUT.csv", help="with --video/--camera: one row per face per frame "
                         "(frame, time_s, face, x, y, w, h, emotion, then the 7 probabilities)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="with --video/--camera: classify every N-th frame (default: 1)")
+    parser.add_argument("--max-pixels", type=int, default=photos.MAX_PIXELS, metavar="N",
+                        help="refuse images over N pixels, before decoding them (default: %(default)s)")
     args = parser.parse_args()
+    if args.max_pixels < 1:
+        parser.error(f"--max-pixels must be at least 1, got {args.max_pixels}")
+    photos.MAX_PIXELS = args.max_pixels
+    os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(args.max_pixels)  # OpenCV reads it at its first decode
     streaming = args.camera is not None or args.video is not None
     if streaming and args.paths:
         parser.error(f"image paths ({' '.join(args.paths)}) cannot be combined with --video or --camera; run them separately")
@@ -253,7 +259,7 @@ def main():
         parser.error("--csv and --every apply to --video and --camera only")
     if args.every < 1:
         parser.error(f"--every must be at least 1, got {args.every}")
-    if args.camera is not None and args.camera < 0:
+    if args.camera is not None and not 0 <= args.camera < 2 ** 31:
         parser.error(f"--camera must be a camera index, 0 or more; got {args.camera}")
     if streaming and args.explain:
         parser.error("--explain applies to image files only")

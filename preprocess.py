@@ -8,7 +8,6 @@ or an image-folder copy (train/<emotion>/, test/<emotion>/).  Writes
 <Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot (N, 7) for
 each of Training, PublicTest, PrivateTest present, and prints class counts.
 """
-import argparse
 import os
 import time
 
@@ -36,7 +35,7 @@ def ferplus_votes(path, loaded, source):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--csv", default=DEFAULT_CSV,
                         help=f"the download: a CSV, .csv.gz, .tar.gz, .zip or image folder (default: {DEFAULT_CSV})")
     parser.add_argument("--out", default="data/fer2013.npz", help="cache to write (default: %(default)s)")
@@ -46,6 +45,8 @@ def main():
     parser.add_argument("--ferplus", metavar="PATH",
                         help="FER+'s fer2013new.csv: store its label votes in the cache too (rows line up with fer2013.csv's)")
     args = parser.parse_args()
+    if not 0 <= args.seed < 2 ** 32:
+        parser.error(f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}")
 
     start = time.perf_counter()
     loaded = data.load(args.csv, skip_bad=args.skip_bad, seed=args.seed)

@@ -13,7 +13,6 @@ last, and whatever it does not name is removed on the next start.  A folder
 holding a finished model (such as the shipped ones) is never trained into
 unless --overwrite says so.
 """
-import argparse
 import csv
 import math
 import os
@@ -36,7 +35,7 @@ DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--model", required=True, choices=sorted(models.MODELS), help="which model to train")
     parser.add_argument("--overwrite", action="store_true",
                         help="train into a folder that holds a finished model, replacing it (its weights, log and reports)")

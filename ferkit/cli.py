@@ -1,4 +1,5 @@
 """Command-line helpers shared by the scripts: quiet TensorFlow, one-line errors, output folders."""
+import argparse
 import contextlib
 import json
 import os
@@ -45,16 +46,33 @@ def quiet_tensorflow():
     return tf
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the scripts' docstring as help, and option errors in one line
+    ('error: what; see --help'), exit status 2, like every other error of ours."""
+
+    def __init__(self, description, **kwargs):
+        super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def run(main):
-    """Call main(); UserError -> 'error: ...' on stderr, exit 2; Ctrl-C -> exit 130. No traceback for either."""
+    """Call main(); UserError -> 'error: ...' on stderr, exit 2; Ctrl-C -> exit 130; a closed pipe on
+    stdout (| head) -> a quiet exit. No traceback for any of them."""
     try:
         status = main()
+        sys.stdout.flush()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader left (predict.py DIR | head -1): nothing more to say, and nothing to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     sys.exit(status or 0)
 
 

@@ -41,7 +41,11 @@ def _search_scale(shape, min_face, window, max_side):
 
 
 def _shrink(image, scale):
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    """image scaled by scale < 1 (area averaging), each side at least 1 px; image itself otherwise."""
+    if scale >= 1:
+        return image
+    size = (max(1, int(round(image.shape[1] * scale))), max(1, int(round(image.shape[0] * scale))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 class YuNetDetector:
@@ -66,7 +70,10 @@ class YuNetDetector:
         self._size = (320, 320)
 
     def detect(self, bgr):
-        """uint8 (H, W, 3) BGR -> [Detection], largest first, in bgr's pixels."""
+        """uint8 (H, W, 3) BGR -> [Detection], largest first, in bgr's pixels.  An image smaller than
+        the network's window has no face it could find: [] (never an error for the photos after it)."""
+        if min(bgr.shape[:2]) < self.WINDOW:
+            return []
         coarse = _search_scale(bgr.shape, self.min_face, self.WINDOW, self.max_side)
         found = self._search(bgr, coarse)
         full = min(1.0, self.max_side / max(bgr.shape[:2]))

@@ -8,9 +8,17 @@
                                     file's path relative to the inputs' common folder, unique, for output files
 """
 import os
+import struct
 
-import cv2
-import numpy as np
+# Decompression bombs: images over this many pixels are refused before they are decoded (a 1 MB
+# PNG can claim 32000x32000, 3 GB decoded).  Our own header check gives the message; OpenCV's
+# limit, read from the environment at its first decode, is the backstop for the formats we do
+# not parse.  predict.py --max-pixels raises it.
+MAX_PIXELS = 100_000_000
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 from ferkit.cli import captured_stderr  # noqa: F401 (predict.py imports it from here)
 
@@ -44,6 +52,33 @@ def _jpeg_complete(raw):
     return False
 
 
+def header_size(raw, kind):
+    """(width, height) a PNG, JPEG, BMP, GIF or PNM file's header claims, or None for other kinds
+    (OpenCV's own limit covers those) and headers too short to say."""
+    try:
+        if kind == "PNG":
+            return struct.unpack(">II", raw[16:24])
+        if kind == "GIF":
+            return struct.unpack("<HH", raw[6:10])
+        if kind == "BMP":
+            width, height = struct.unpack("<ii", raw[18:26])
+            return abs(width), abs(height)
+        if kind in ("PGM", "PPM"):
+            fields = raw[2:64].split()
+            return int(fields[0]), int(fields[1])
+        if kind == "JPEG":
+            pos = 2
+            while pos + 9 <= len(raw) and raw[pos] == 0xFF:
+                marker = raw[pos + 1]
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+                    height, width = struct.unpack(">HH", raw[pos + 5:pos + 9])
+                    return width, height
+                pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    except (struct.error, ValueError, IndexError):
+        return None
+    return None
+
+
 class PhotoError(Exception):
     """An image that cannot be used; the message says why in a few words."""
 
@@ -70,6 +105,10 @@ def read_image(path):
         raise PhotoError("truncated JPEG (no end-of-image marker); the file is incomplete")
     if kind == "PNG" and b"IEND" not in raw[-16:]:
         raise PhotoError("truncated PNG (no IEND chunk); the file is incomplete")
+    size = header_size(raw, kind)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise PhotoError(f"{size[0]}x{size[1]} pixels, over the limit of {MAX_PIXELS:,} (a decompression bomb, "
+                         "or a very large photo: predict.py --max-pixels raises the limit)")
     # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation: a phone photo stored
     # sideways comes out upright, so boxes are in the upright image's coordinates.
     with captured_stderr() as messages:

@@ -396,3 +396,54 @@ def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_ones_lock_is_ta
     proc = run_script("train.py", *TRAIN, "--epochs", 400, "--data", synthetic_cache, "--checkpoint-dir", folder,
                       "--max-steps", state["step"] + 1, check=0)
     assert f"at step {state['step']} " in proc.stdout and not (folder / ".lock").exists()
+
+
+def png_claiming(width, height):
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb's shape)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+
+def test_hostile_images_are_one_line_each_and_the_rest_still_run(tmp_path):
+    import cv2
+    (tmp_path / "bomb.png").write_bytes(png_claiming(32000, 32000))
+    for h, w in ((1, 500), (500, 1), (3, 3), (20, 2000)):  # too small for any face: "no face", never an error
+        cv2.imwrite(str(tmp_path / f"tiny_{h}x{w}.png"), np.full((h, w, 3), 128, np.uint8))
+    shutil.copy(os.path.join(ROOT, "samples", "astronaut.png"), tmp_path / "zz_face.png")
+    proc = run_script("predict.py", tmp_path, "--json")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    entries = {os.path.basename(e["path"]): e for e in json.loads(proc.stdout)}
+    assert "32000x32000 pixels, over the limit of 100,000,000" in entries["bomb.png"]["error"]
+    assert all(entries[n]["faces"] == [] and entries[n]["error"] is None for n in entries if n.startswith("tiny"))
+    assert entries["zz_face.png"]["faces"][0]["emotion"] == "happy"
+    proc = run_script("predict.py", tmp_path / "bomb.png", "--max-pixels", 2_000_000_000)
+    assert "over the limit" not in proc.stderr  # raised: it now fails as the broken file it is
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (("preprocess.py", "--seed", "-1"), "--seed must be in 0..4294967295, got -1"),
+    (("predict.py", "--camera", "9223372036854775808"), "--camera must be a camera index"),
+    (("train.py", "--model", "dnn", "--epochs", "0"), "--epochs must be at least 1"),
+    (("evaluate.py", "--model", "dnn", "--split", "Nope"), "invalid choice: 'Nope'"),
+    (("predict.py", "x.png", "--max-pixels", "0"), "--max-pixels must be at least 1"),
+])
+def test_option_errors_are_one_line(args, phrase):
+    proc = run_script(*args)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and phrase in proc.stderr and "--help" in proc.stderr
+
+
+def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
+    """predict.py DIR | head -1: the reader leaves long before the writer is done."""
+    for i in range(400):
+        os.symlink(os.path.join(ROOT, "samples", "astronaut.png"), tmp_path / f"{i:03}.png")
+    script = os.path.join(ROOT, "predict.py")
+    for command in (f"{sys.executable} {script} {tmp_path} --no-detect | head -1",
+                    f"{sys.executable} {script} {tmp_path} --no-detect --json | head -c 10"):
+        proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stderr == "", (command, proc.stderr)

@@ -15,7 +15,6 @@ median box, which is how a Haar face (a box, no landmarks) is framed.
 Writes ferkit/assets/fer2013_template.json (atomically) and prints it.
 Only Training faces are used, never PublicTest or PrivateTest.
 """
-import argparse
 import os
 
 import cv2
@@ -30,7 +29,7 @@ UPSCALE, BORDER, SCORE_THRESHOLD = 4, 96, 0.7
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or FER-2013 download (default: %(default)s)")
     parser.add_argument("--faces", type=int, default=4000, help="Training faces to measure (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")

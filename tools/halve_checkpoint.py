@@ -14,7 +14,6 @@ no last/ to resume from) is rewritten, and only floating-point tensors.  The new
 files are written beside the old ones and moved over them one by one, the index
 last, so an interrupted run leaves either the old or the new checkpoint readable.
 """
-import argparse
 import os
 import shutil
 import tempfile
@@ -56,7 +55,7 @@ def halve(folder):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("folders", nargs="+", metavar="DIR", help="checkpoint folders written by train.py")
     args = parser.parse_args()
     for folder in args.folders:

@@ -16,7 +16,6 @@ PrivateTest is not written.
 
     python train.py --model acnn_alstm --data data/fer2013_photo.npz --init-from ferkit/pretrained/acnn_alstm ...
 """
-import argparse
 import os
 import sys
 
@@ -48,7 +47,7 @@ def photo_framed(faces, seed, progress=True):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or FER-2013 download (default: %(default)s)")
     parser.add_argument("--out", default="data/fer2013_photo.npz", help="(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=1, help="(default: %(default)s; bench_roundtrip.py uses 0)")

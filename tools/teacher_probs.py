@@ -15,7 +15,6 @@ written whole or not at all (ferkit.files.atomic_write).  The ensemble's and
 each teacher's PublicTest accuracy are printed, to choose teachers by;
 PrivateTest is never read.
 """
-import argparse
 import os
 import time
 
@@ -27,7 +26,7 @@ from ferkit.faces import NUM_CLASSES
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("teachers", nargs="+", metavar="MODEL", help="shipped model names or model paths")
     parser.add_argument("--out", default=os.path.join("data", "teacher.npz"), help="(default: %(default)s)")
     parser.add_argument("--data", default=os.path.join("data", "fer2013.npz"), help="(default: %(default)s)")
