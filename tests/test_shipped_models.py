@@ -10,9 +10,19 @@ from ferkit import backends, data, ferplus
 FLOORS = {"acnn_alstm": 0.68, "acnn_alstm_photo": 0.68, "dnn": 0.62, "cnn_lstm": 0.68, "cnn_alstm": 0.68}
 # Models trained on FER+'s votes, scored against FER+'s majority labels (PrivateTest faces with a clear one).
 FERPLUS_FLOORS = {"acnn_alstm_ferplus": 0.82}
-# The models shipped with an exported model.tflite beside them (what predict.py runs for --model NAME);
-# the two ablations ship as checkpoints only, to keep the shipped files under 40 MB.
-WITH_TFLITE = ("acnn_alstm", "acnn_alstm_ferplus", "acnn_alstm_photo", "dnn")
+# Every shipped model has its exported model.tflite (what predict.py runs for --model NAME).
+WITH_TFLITE = ("acnn_alstm", "acnn_alstm_ferplus", "acnn_alstm_photo", "cnn_alstm", "cnn_lstm", "dnn")
+
+
+def test_every_shipped_model_has_its_export_and_all_fit_in_40_mb():
+    import subprocess
+    assert backends.shipped_models() == sorted(WITH_TFLITE)
+    for name in WITH_TFLITE:
+        assert backends.is_export(os.path.join(backends.PRETRAINED, name, backends.FAST_FILE)), name
+    tracked = subprocess.run(["git", "ls-files", "-z", backends.PRETRAINED], cwd=ROOT, capture_output=True,
+                             check=True).stdout.split(b"\0")
+    size = sum(os.path.getsize(os.path.join(ROOT, p.decode())) for p in tracked if p)
+    assert size < 40e6, f"the shipped models take {size / 1e6:.1f} MB"
 FERPLUS_CSV = os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv")
 needs_ferplus = pytest.mark.skipif(not os.path.exists(FERPLUS_CSV), reason=f"FER+'s votes are not at {FERPLUS_CSV}")
 
