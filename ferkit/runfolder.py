@@ -89,7 +89,11 @@ def is_finished(folder, state):
     config_path = os.path.join(folder, checkpoints.CONFIG)
     if not os.path.exists(config_path) or not checkpoints.latest(folder, "best"):
         return False
-    old = checkpoints.read_json(config_path)
+    try:
+        old = checkpoints.read_json(config_path)
+    except ValueError as e:
+        raise UserError(f"{config_path}: unreadable ({e}); nothing was changed. Move the folder away, pass another "
+                        "--checkpoint-dir, or --overwrite to replace it") from None
     done = state and state.get("epoch", 0) >= old.get("settings", {}).get("epochs", float("inf"))
     return bool(done or not checkpoints.latest(folder, "last"))
 
@@ -151,12 +155,15 @@ class RunFolder:
 
     def _open(self, config, overwrite, schedule_keys):
         folder = self.folder
-        state = None if overwrite and not os.path.exists(os.path.join(folder, STATE)) else read_state(folder)
-        used = state is not None or has_weights(folder) or os.path.exists(os.path.join(folder, checkpoints.CONFIG))
-        if is_finished(folder, state) and not overwrite:
+        if overwrite:  # whatever is there goes, once the new run has best weights: no need to read it
+            used = any(os.path.exists(os.path.join(folder, n)) for n in (STATE, checkpoints.CONFIG, "best", "last"))
+        else:
+            state = read_state(folder)
+            used = False
+        if not overwrite and is_finished(folder, state):
             raise UserError(f"{folder} holds a finished model (best/ weights, nothing to resume); nothing was changed. "
                             "Pass another --checkpoint-dir, or --overwrite to replace it")
-        if overwrite and used:
+        if used:
             foreign = sorted(n for n in os.listdir(folder) if n not in OURS and not n.startswith(OURS_PREFIXES))
             if foreign:
                 raise UserError(f"--overwrite {folder}: it also holds files train.py did not write "
@@ -164,6 +171,7 @@ class RunFolder:
                                 "--checkpoint-dir")
             self.path = files.temporary_name(folder)  # trained in apart; replaces folder at the first best
             os.makedirs(self.path)
+        if overwrite:
             state = None
         config_path = os.path.join(self.path, checkpoints.CONFIG)
         if os.path.exists(config_path):

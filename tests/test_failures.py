@@ -447,3 +447,16 @@ def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
                     f"{sys.executable} {script} {tmp_path} --no-detect --json | head -c 10"):
         proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0 and proc.stderr == "", (command, proc.stderr)
+
+
+def test_a_truncated_config_is_named_and_overwrite_replaces_it(tmp_path, tiny_checkpoint, synthetic_cache):
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / "config.json").write_text('{"model": "acnn_al')
+    small = ("train.py", "--model", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
+             "--checkpoint-dir", folder)
+    proc = run_script(*small)
+    assert proc.returncode == 2 and "config.json: unreadable" in proc.stderr and "Traceback" not in proc.stderr
+    run_script(*small, "--overwrite", check=0)
+    assert json.loads((folder / "config.json").read_text())["model"] == "acnn_alstm"
+    assert json.loads((folder / "state.json").read_text())["finished"]
