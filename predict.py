@@ -217,6 +217,10 @@ def predict_stream(recognizer, args):
           + (f"; {rows} face rows written to {args.csv}" if args.csv else "")
           + (f"; annotated video in {os.path.join(args.annotate, 'annotated.mp4')}" if writer is not None else ""),
           file=sys.stderr)
+    if total and done < total:  # the container promised more frames than could be decoded
+        print(f"error: {args.video}: the video ended after {done} of its {total} frames (damaged or truncated); "
+              "what was written holds those frames", file=sys.stderr)
+        return 1
     return 0
 
 

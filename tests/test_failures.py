@@ -460,3 +460,18 @@ def test_a_truncated_config_is_named_and_overwrite_replaces_it(tmp_path, tiny_ch
     run_script(*small, "--overwrite", check=0)
     assert json.loads((folder / "config.json").read_text())["model"] == "acnn_alstm"
     assert json.loads((folder / "state.json").read_text())["finished"]
+
+
+def test_a_video_that_ends_early_is_an_error_saying_how_far_it_got(tmp_path):
+    import cv2
+    writer = cv2.VideoWriter(str(tmp_path / "whole.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    frame = cv2.resize(cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")), (320, 240))
+    for _ in range(60):
+        writer.write(frame)
+    writer.release()
+    whole = (tmp_path / "whole.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(whole[:len(whole) // 2])  # the header still says 60 frames
+    proc = run_script("predict.py", "--video", tmp_path / "cut.avi", "--csv", tmp_path / "cut.csv")
+    assert proc.returncode == 1 and "the video ended after 30 of its 60 frames" in proc.stderr
+    assert len((tmp_path / "cut.csv").read_text().splitlines()) == 31  # a header and the 30 frames it had
+    run_script("predict.py", "--video", tmp_path / "whole.avi", "--csv", tmp_path / "whole.csv", check=0)
