@@ -28,7 +28,8 @@ from ferkit import cli, runfolder
 # Settings that shape the schedule: resuming with other values would not
 # continue the same run, so a folder refuses them.
 SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels",
-                 "erase", "teacher", "distill", "optimizer", "momentum", "mixup", "bf16", "ema")
+                 "erase", "teacher", "distill", "optimizer", "momentum", "mixup", "bf16", "ema",
+                 "fer2013_weight")
 # Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
 # CNNs, scaled to our batch of 64.
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
@@ -55,10 +56,14 @@ def parse_args():
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model hyperparameter, e.g. --set dropout=0.4 (repeatable)")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (for smoke tests)")
-    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus"),
+    parser.add_argument("--fer2013-weight", type=float, default=0.3, metavar="W",
+                        help="with --labels both, the targets are (1 - W) x FER+'s vote shares + W x the FER-2013 "
+                             "label (default: %(default)s)")
+    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus", "both"),
                         help="train on FER-2013's labels, or on FER+'s vote shares over the 7 emotions (soft targets), "
-                             "choosing checkpoints on FER+'s PublicTest majority labels; ferplus needs a cache made "
-                             "with preprocess.py --ferplus (default: %(default)s)")
+                             "or on both (--fer2013-weight), choosing checkpoints on FER+'s PublicTest majority labels "
+                             "for ferplus and both, which need a cache made with preprocess.py --ferplus "
+                             "(default: %(default)s)")
     parser.add_argument("--init-from", metavar="DIR",
                         help="start from the best weights of this checkpoint folder (same model and hyperparameters) "
                              "instead of random ones: fine-tuning")
@@ -107,7 +112,9 @@ def check_options(parser, args):
         (finite(args.mixup) and 0 <= args.mixup <= 10, f"--mixup must be in [0, 10] (0 is off), got {args.mixup}"),
         (finite(args.distill) and 0 < args.distill <= 1, f"--distill must be in (0, 1], got {args.distill}"),
         (finite(args.ema) and 0 <= args.ema < 1, f"--ema must be a decay in [0, 1) (0 is off), got {args.ema}"),
-        (not (args.teacher and args.labels == "ferplus"), "--teacher distils FER-2013 labels; it cannot be used "
+        (finite(args.fer2013_weight) and 0 < args.fer2013_weight < 1,
+         f"--fer2013-weight must be in (0, 1), got {args.fer2013_weight}"),
+        (not (args.teacher and args.labels != "fer2013"), "--teacher distils FER-2013 labels; it cannot be used "
                                                           "with --labels ferplus, whose targets are FER+'s votes"),
     ]
     for ok, message in rules:
@@ -173,15 +180,19 @@ def learning_rate(step, peak, warmup_steps, total_steps):
     return tf.where(step < warmup_steps, warm, cosine)
 
 
-def ferplus_data(path, train_images, val_images):
+def ferplus_data(path, train_images, train_labels, val_images, fer2013_weight=0.0):
     """--labels ferplus: Training faces with their FER+ vote shares over the 7 emotions (faces with no
     emotion votes left out), PublicTest faces with a clear FER+ majority and that label.
-    -> train images, train labels (the top share, for the accuracy shown), train targets float32 (N, 7),
+    fer2013_weight W (--labels both): the targets are (1 - W) x the vote shares + W x the one-hot of
+    the face's FER-2013 label, so that both label sets teach the model.
+    -> train images, train labels (the top target, for the accuracy shown), train targets float32 (N, 7),
     PublicTest images, PublicTest labels."""
     from ferkit import data, ferplus
+    from ferkit.faces import one_hot
     votes = data.load_ferplus_votes(path, "Training")[:, list(ferplus.EMOTION_COLUMNS)].astype(np.float32)
     has_votes = votes.sum(1) > 0
     targets = votes[has_votes] / votes[has_votes].sum(1, keepdims=True)
+    targets = ((1.0 - fer2013_weight) * targets + fer2013_weight * one_hot(train_labels[has_votes])).astype(np.float32)
     val_labels, clear = ferplus.majority(data.load_ferplus_votes(path, "PublicTest"))
     print(f"FER+ labels: {has_votes.sum()} of {len(votes)} Training faces with emotion votes; "
           f"{clear.sum()} of {len(clear)} PublicTest faces with a clear majority")
@@ -291,9 +302,9 @@ def load_sets(args):
     train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
     train_targets = None
-    if args.labels == "ferplus":
+    if args.labels in ("ferplus", "both"):
         train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
-            args.data, train_images, val_images)
+            args.data, train_images, train_labels, val_images, args.fer2013_weight if args.labels == "both" else 0.0)
     if args.teacher:
         train_targets = teacher_targets(args.teacher, args.distill, train_images, train_labels)
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
@@ -309,7 +320,9 @@ def make_config(args, hparams, data_size):
     # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
     settings.update({k: v for k, v in (("erase", args.erase), ("mixup", args.mixup), ("teacher", args.teacher),
                                         ("distill", args.distill if args.teacher else None), ("bf16", args.bf16),
-                                        ("ema", args.ema)) if v})
+                                        ("ema", args.ema),
+                                        ("fer2013_weight", args.fer2013_weight if args.labels == "both" else None))
+                     if v})
     if args.optimizer == "sgd":
         settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
     return {"model": args.model, "hparams": hparams, "settings": settings}

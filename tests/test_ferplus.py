@@ -103,3 +103,30 @@ def test_train_on_vote_shares(tmp_path, synthetic_cache):
     proc = run_script("train.py", "--model", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16,
                       "--checkpoint-dir", folder)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr
+
+
+def test_train_on_both_label_sets(tmp_path, synthetic_cache):
+    """--labels both: targets are (1 - W) x FER+'s vote shares + W x the FER-2013 label; the weight is
+    recorded, a resume with another refused, checkpoints chosen on FER+'s PublicTest majority."""
+    from train import ferplus_data
+    splits = data.load_cache(synthetic_cache)
+    rng = np.random.default_rng(1)
+    votes = {split: rng.integers(0, 4, (len(labels), 10)).astype(np.uint8) for split, (_, labels) in splits.items()}
+    votes["Training"][0, :7] = 0  # no emotion votes: left out
+    cache = tmp_path / "votes.npz"
+    data.save_cache(cache, splits, ferplus=votes)
+    images, labels = splits["Training"]
+    _, shown, targets, _, _ = ferplus_data(str(cache), images, labels, splits["PublicTest"][0], fer2013_weight=0.3)
+    emotion_votes = votes["Training"][1:, list(ferplus.EMOTION_COLUMNS)].astype(np.float64)
+    expected = 0.7 * emotion_votes / emotion_votes.sum(1, keepdims=True) + 0.3 * np.eye(7)[labels[1:]]
+    np.testing.assert_allclose(targets, expected, rtol=1e-6)
+    assert targets.shape == (83, 7) and (shown == targets.argmax(1)).all()
+    folder = tmp_path / "both"
+    small = ("train.py", "--model", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16, "--checkpoint-dir", folder)
+    run_script(*small, "--labels", "both", "--fer2013-weight", 0.25, "--max-steps", 5, check=0)
+    settings = json.loads((folder / "config.json").read_text())["settings"]
+    assert settings["labels"] == "both" and settings["fer2013_weight"] == 0.25
+    proc = run_script(*small, "--labels", "both")
+    assert proc.returncode == 2 and "trained with other settings (fer2013_weight: 0.25)" in proc.stderr
+    proc = run_script(*small, "--labels", "both", "--fer2013-weight", 1)
+    assert proc.returncode == 2 and "--fer2013-weight must be in (0, 1), got 1.0" in proc.stderr
