@@ -117,6 +117,41 @@ def point_index_at(folder, which, step):
         f.write(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
 
 
+def halve(folder):
+    """Rewrite a finished folder's best/ float tensors as float16 (tools/halve_checkpoint.py, the release
+    step); returns (bytes before, bytes after).  restore() widens them back to float32."""
+    import shutil
+    import tempfile
+    tf = quiet_tensorflow()
+    read_config(folder)
+    state = os.path.join(folder, "state.json")
+    if os.path.isdir(os.path.join(folder, "last")) and os.listdir(os.path.join(folder, "last")):
+        if not (os.path.exists(state) and read_json(state).get("finished")):
+            raise UserError(f"{folder}: training has not finished (last/ holds a resumable state); "
+                                "halve only finished models")
+    path = latest(folder, "best")
+    if path is None:
+        raise UserError(f"{folder}: no weights in best/")
+    stored = tf.train.load_checkpoint(path)
+    values = {name: stored.get_tensor(name) for name in stored.get_variable_to_shape_map()}
+    sub, stem = os.path.dirname(path), os.path.basename(path)
+    before = sum(os.path.getsize(os.path.join(sub, n)) for n in os.listdir(sub) if n.startswith(stem + "."))
+    work = tempfile.mkdtemp(dir=sub, prefix=".halve-")
+    try:
+        with tf.Graph().as_default():
+            variables = [tf.Variable(v.astype("float16") if v.dtype.kind == "f" else v, name=n) for n, v in values.items()]
+            with tf.Session() as session:
+                session.run(tf.global_variables_initializer())
+                tf.train.Saver(variables).save(session, os.path.join(work, stem), write_meta_graph=False, write_state=False)
+        names = sorted(os.listdir(work), key=lambda n: n.endswith(".index"))  # data shards first, index last
+        for name in names:
+            os.replace(os.path.join(work, name), os.path.join(sub, name))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    after = sum(os.path.getsize(os.path.join(sub, n)) for n in os.listdir(sub) if n.startswith(stem + "."))
+    return before, after
+
+
 def cpu_has_bfloat16():
     """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), where oneDNN runs it at about 1.6x float32."""
     try:

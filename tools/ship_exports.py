@@ -1,6 +1,7 @@
 """Put the fastest exported form of each shipped model beside it, as ferkit/pretrained/NAME/model.tflite.
 
     python tools/ship_exports.py NAME [NAME ...] [--data data/fer2013.npz]
+    python tools/ship_exports.py NAME --from runs/DIR      a newly trained model, shipped as NAME
 
 predict.py and ferkit.Recognizer run ferkit/pretrained/NAME/model.tflite for
 --model NAME when it is there (LiteRT, no TensorFlow).  Which form that is:
@@ -11,7 +12,11 @@ trained on FER+'s votes is judged on FER+'s majority labels).  The
 issue that asked for this fixed the bar on PrivateTest, so this is the one
 place where PrivateTest decides something; it only ever picks between
 encodings of the same trained weights, never a model or a setting.
-It then writes the export's PrivateTest reports beside it (model.eval_*, plain and TTA, on the
+--from DIR first puts a finished training folder in place as ferkit/pretrained/NAME (a new name):
+its best/ weights halved to float16 (tools/halve_checkpoint.py), config.json, state.json, log.csv
+and curves.png, nothing of last/ or TensorBoard's.  It then writes the checkpoint's and the
+export's PrivateTest reports beside them (eval_*, model.eval_*, plain and TTA, on the
+labels the model learnt), through evaluate.py --out. (model.eval_*, plain and TTA, on the
 labels the model learnt), through evaluate.py --out.  This is the release step: the one command
 that writes into the shipped models' folders, which every other command only reads.
 """
@@ -27,12 +32,39 @@ ORDER = ("int8", "dynamic", "float16", "none")  # fastest first; float16 and non
 TOLERANCE = 0.001                    # 0.1 point of accuracy
 
 
+def put_in_place(source, folder):
+    """A finished training folder's model (float16 best/, config, state, log, curves) as the shipped folder."""
+    import shutil
+    state = checkpoints.read_json(os.path.join(source, "state.json"))
+    if not state.get("finished"):
+        raise cli.UserError(f"{source}: training has not finished; ship only finished models")
+    with files.atomic_path(folder, directory=True) as tmp:
+        os.makedirs(os.path.join(tmp, "best"))
+        best = os.path.basename(checkpoints.latest(source, "best"))
+        for name in os.listdir(os.path.join(source, "best")):
+            if name.startswith(best + ".") or name == "checkpoint":
+                shutil.copy(os.path.join(source, "best", name), os.path.join(tmp, "best", name))
+        for name in ("config.json", "state.json", "log.csv", "curves.png"):
+            shutil.copy(os.path.join(source, name), os.path.join(tmp, name))
+        before, after = checkpoints.halve(tmp)
+    print(f"{folder}: from {source}, best/ {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB (float16)")
+
+
 def main():
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("names", nargs="+", metavar="NAME", help="shipped models (ferkit/pretrained/NAME)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"), help="(default: %(default)s)")
+    parser.add_argument("--from", dest="source", metavar="DIR", help="a finished training folder to ship as NAME")
     args = parser.parse_args()
     root = backends.PRETRAINED
+    if args.source:
+        if len(args.names) != 1 or args.names[0] in backends.shipped_models():
+            parser.error("--from ships one new model: give one NAME that is not shipped yet")
+        put_in_place(args.source, os.path.join(root, args.names[0]))
+        for labels in ("fer2013", "ferplus"):  # the new checkpoint's own reports, on both label sets
+            subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--checkpoint",
+                            os.path.join(root, args.names[0]), "--data", args.data, "--tta", "--labels", labels,
+                            "--out", os.path.join(root, args.names[0])], check=True, capture_output=True)
     all_faces, fer2013_labels = data.load(args.data, splits=("PrivateTest",)).splits["PrivateTest"]
     for name in args.names:
         folder = os.path.join(root, name)
