@@ -122,19 +122,6 @@ def atomic_write(path, mode="w", **open_args):
             f.flush()
 
 
-def check_apart(out, inputs, flag):
-    """Refuse (UserError) an output folder that is, is inside, or holds one of the inputs (files or
-    folders): its outputs would overwrite them, or be read back as inputs on the next run."""
-    real_out = os.path.realpath(out)
-    for path in inputs:
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, real_out]) in (real, real_out):
-            where = "is" if real == real_out else ("is inside" if os.path.commonpath([real, real_out]) == real
-                                                   else "holds")
-            raise UserError(f"{flag} {out}: {where} the input {path}; its outputs could overwrite the inputs or be "
-                            "read back as inputs. Choose an output folder apart from them")
-
-
 def write_json(path, obj):
     """Indented JSON, written atomically."""
     with atomic_write(path) as f:

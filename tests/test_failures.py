@@ -452,6 +452,8 @@ def test_a_closed_pipe_is_a_quiet_exit(tmp_path):
 def test_a_truncated_config_is_named_and_overwrite_replaces_it(tmp_path, tiny_checkpoint, synthetic_cache):
     folder = tmp_path / "copy"
     shutil.copytree(tiny_checkpoint, folder)
+    state = json.loads((folder / "state.json").read_text())
+    (folder / "state.json").write_text(json.dumps(dict(state, finished=False, epoch=1)))  # a run to resume
     (folder / "config.json").write_text('{"model": "acnn_al')
     small = ("train.py", "--model", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
              "--checkpoint-dir", folder)
