@@ -130,3 +130,18 @@ def test_train_on_both_label_sets(tmp_path, synthetic_cache):
     assert proc.returncode == 2 and "trained with other settings (fer2013_weight: 0.25)" in proc.stderr
     proc = run_script(*small, "--labels", "both", "--fer2013-weight", 1)
     assert proc.returncode == 2 and "--fer2013-weight must be in (0, 1), got 1.0" in proc.stderr
+
+
+@needs_real_data
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv")),
+                    reason="FER+'s fer2013new.csv is not beside the checkout")
+def test_votes_shifted_by_a_row_are_refused(tmp_path):
+    """The votes moved down one row (the Usage column kept): same row counts, every face another's votes."""
+    from conftest import REAL_CSV
+    lines = open(os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv")).read().splitlines()
+    head, rows = lines[0], [l.split(",") for l in lines[1:]]
+    shifted = [rows[0]] + [r[:2] + p[2:] for r, p in zip(rows[1:], rows[:-1])]
+    (tmp_path / "shifted.csv").write_text("\n".join([head] + [",".join(r) for r in shifted]) + "\n")
+    proc = run_script("preprocess.py", "--csv", REAL_CSV, "--ferplus", tmp_path / "shifted.csv", "--out", tmp_path / "c.npz")
+    assert proc.returncode == 2 and "votes do not line up" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "c.npz").exists()
