@@ -20,4 +20,7 @@ def __getattr__(name):
     if name == "Recognizer":
         from ferkit.recognizer import Recognizer
         return Recognizer
+    if name == "PhotoError":  # what Recognizer.recognize raises for an unusable image, naming it
+        from ferkit.photos import PhotoError
+        return PhotoError
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

@@ -135,6 +135,11 @@ def as_bgr(image, rgb=False):
     uint8 is kept, uint16 scaled to 8 bits, float and other types stretched to 0..255.
     """
     image = np.asarray(image)
+    if image.dtype.kind not in "biuf":
+        raise PhotoError(f"not a numeric image array (dtype {image.dtype}); pass a path, or a uint8 or uint16 "
+                         "NumPy image")
+    if image.dtype.kind == "f" and not np.isfinite(image).all():
+        raise PhotoError("the image array holds NaN or infinite values; pass finite pixel values")
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or min(image.shape[:2]) == 0:

@@ -15,13 +15,15 @@ largest face first, in the image's pixels (for a file: the upright image,
 EXIF orientation applied).  The landmarks are the right eye, left eye, nose
 tip and right and left mouth corners; Haar gives neither landmarks nor a score.
 """
+import os
+
 import cv2
 import numpy as np
 
 from ferkit import DEFAULT_MODEL, backends
 from ferkit.detectors import make_detector
 from ferkit.faces import EMOTIONS, IMAGE_SIZE, crop_face, face_to_48
-from ferkit.photos import as_bgr, read_image
+from ferkit.photos import PhotoError, as_bgr, read_image
 
 
 class Recognizer:
@@ -44,7 +46,11 @@ class Recognizer:
 
     def recognize(self, image, rgb=False, largest=False):
         """Path or NumPy image -> list of face dicts (see the module docstring), largest first."""
-        bgr = read_image(image) if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__") else as_bgr(image, rgb)
+        is_path = isinstance(image, (str, bytes)) or hasattr(image, "__fspath__")
+        try:
+            bgr = read_image(image) if is_path else as_bgr(image, rgb)
+        except PhotoError as e:  # the same exception, naming what it was given
+            raise PhotoError(f"{os.fsdecode(image) if is_path else 'the image array'}: {e}") from None
         return self.analyse(bgr, largest=largest)[0]
 
     def analyse(self, bgr, largest=False, attention=False, detections=None):

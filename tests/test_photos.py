@@ -146,3 +146,19 @@ def test_jpeg_with_data_after_its_end_is_read_and_damaged_middle_is_an_error(tmp
     (tmp_path / "cut.jpg").write_bytes(with_exif_orientation(jpeg, 6)[:len(jpeg) // 2])  # a thumbnail-like early end
     with pytest.raises(PhotoError, match="truncated JPEG"):
         read_image(tmp_path / "cut.jpg")
+
+
+def test_api_errors_name_their_input_and_can_be_caught(tmp_path):
+    import ferkit
+    from ferkit.recognizer import Recognizer
+    recognizer = Recognizer(detector=None)
+    cases = [(str(tmp_path / "missing.jpg"), f"{tmp_path / 'missing.jpg'}: cannot read file"),
+             (np.full((48, 48), np.nan, np.float32), "the image array: the image array holds NaN"),
+             (np.array([["a", "b"], ["c", "d"]]), "the image array: not a numeric image array (dtype <U1)"),
+             (np.empty((4, 4), object), "not a numeric image array (dtype object)")]
+    for image, phrase in cases:
+        with pytest.raises(ferkit.PhotoError) as caught:
+            recognizer.recognize(image)
+        assert phrase in str(caught.value)
+    faces = recognizer.recognize(np.random.default_rng(0).random((48, 48), np.float32))  # finite floats still work
+    assert len(faces) == 1
