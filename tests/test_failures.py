@@ -383,18 +383,20 @@ def test_overwrite_keeps_the_old_model_until_the_new_one_has_best_weights(tmp_pa
 
 def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_ones_lock_is_taken_over(tmp_path, synthetic_cache):
     folder = tmp_path / "ck"
-    args = [*map(str, train_command(folder, synthetic_cache, 400))]
+    # --patience 400: the first run must still be training (not stopped early) when the others start.
+    args = [*map(str, train_command(folder, synthetic_cache, 400)), "--patience", "400"]
     first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (folder / "state.json").exists() and time.time() < deadline:
         time.sleep(0.1)
-    second = run_script("train.py", *TRAIN, "--epochs", 400, "--data", synthetic_cache, "--checkpoint-dir", folder)
+    second = run_script("train.py", *TRAIN, "--epochs", 400, "--patience", 400, "--data", synthetic_cache,
+                        "--checkpoint-dir", folder)
     assert second.returncode == 2 and f"another train.py (PID {first.pid}) is training into it" in second.stderr
     first.kill()
     first.communicate()
     state = json.loads((folder / "state.json").read_text())
-    proc = run_script("train.py", *TRAIN, "--epochs", 400, "--data", synthetic_cache, "--checkpoint-dir", folder,
-                      "--max-steps", state["step"] + 1, check=0)
+    proc = run_script("train.py", *TRAIN, "--epochs", 400, "--patience", 400, "--data", synthetic_cache,
+                      "--checkpoint-dir", folder, "--max-steps", state["step"] + 1, check=0)
     assert f"at step {state['step']} " in proc.stdout and not (folder / ".lock").exists()
 
 
