@@ -32,11 +32,21 @@ ORDER = ("int8", "dynamic", "float16", "none")  # fastest first; float16 and non
 TOLERANCE = 0.001                    # 0.1 point of accuracy
 
 
+def write_reports(model, data_path, labels):
+    """evaluate.py's PrivateTest reports (plain and TTA) of a shipped checkpoint or export, into its folder."""
+    folder = model if os.path.isdir(model) else os.path.dirname(model)
+    subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--checkpoint", model, "--data", data_path,
+                    "--tta", "--labels", labels, "--out", folder], check=True, capture_output=True)
+
+
 def put_in_place(source, folder):
     """A finished training folder's model (float16 best/, config, state, log, curves) as the shipped folder."""
     import shutil
-    state = checkpoints.read_json(os.path.join(source, "state.json"))
-    if not state.get("finished"):
+    try:
+        state = checkpoints.read_json(os.path.join(source, "state.json"))
+    except (OSError, ValueError) as e:
+        raise cli.UserError(f"--from {source}: not a training folder train.py finished ({e})") from None
+    if not isinstance(state, dict) or not state.get("finished"):
         raise cli.UserError(f"{source}: training has not finished; ship only finished models")
     with files.atomic_path(folder, directory=True) as tmp:
         os.makedirs(os.path.join(tmp, "best"))
@@ -62,9 +72,7 @@ def main():
             parser.error("--from ships one new model: give one NAME that is not shipped yet")
         put_in_place(args.source, os.path.join(root, args.names[0]))
         for labels in ("fer2013", "ferplus"):  # the new checkpoint's own reports, on both label sets
-            subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--checkpoint",
-                            os.path.join(root, args.names[0]), "--data", args.data, "--tta", "--labels", labels,
-                            "--out", os.path.join(root, args.names[0])], check=True, capture_output=True)
+            write_reports(os.path.join(root, args.names[0]), args.data, labels)
     all_faces, fer2013_labels = data.load(args.data, splits=("PrivateTest",)).splits["PrivateTest"]
     for name in args.names:
         folder = os.path.join(root, name)
@@ -87,8 +95,7 @@ def main():
                 shipped = os.path.join(folder, backends.FAST_FILE)
                 with files.atomic_write(shipped, "wb") as f, open(path, "rb") as export:
                     f.write(export.read())
-                subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--checkpoint", shipped, "--data",
-                                args.data, "--tta", "--out", folder, "--labels", "fer2013" if learnt == "fer2013" else "ferplus"], check=True, capture_output=True)
+                write_reports(shipped, args.data, "fer2013" if learnt == "fer2013" else "ferplus")
                 break
 
 
