@@ -29,7 +29,7 @@ from ferkit import cli, runfolder
 # continue the same run, so a folder refuses them.
 SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels",
                  "erase", "teacher", "distill", "optimizer", "momentum", "mixup", "bf16", "ema",
-                 "fer2013_weight")
+                 "fer2013_weight", "refit")
 # Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
 # CNNs, scaled to our batch of 64.
 DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
@@ -87,6 +87,10 @@ def parse_args():
                         help="keep an exponential moving average of the weights (0.999 is usual): each epoch scores "
                              "it on PublicTest too, and it becomes best/ when it beats both the raw weights and the "
                              "best so far (default: %(default)s, off)")
+    parser.add_argument("--refit", action="store_true",
+                        help="the final fit: train on Training + PublicTest with settings already chosen on "
+                             "PublicTest; best/ is then the last epoch's weights (PublicTest, now trained on, is "
+                             "still scored and logged, but chooses nothing) and --patience is ignored")
     args = parser.parse_args()
     check_options(parser, args)
     if args.lr is None:  # the default depends on --optimizer
@@ -116,6 +120,8 @@ def check_options(parser, args):
          f"--fer2013-weight must be in (0, 1), got {args.fer2013_weight}"),
         (not (args.teacher and args.labels != "fer2013"), "--teacher distils FER-2013 labels; it cannot be used "
                                                           "with --labels ferplus, whose targets are FER+'s votes"),
+        (not (args.refit and (args.labels != "fer2013" or args.teacher or args.ema)),
+         "--refit trains on FER-2013's labels without --teacher or --ema (the last epoch's weights are the model)"),
     ]
     for ok, message in rules:
         if not ok:
@@ -307,6 +313,8 @@ def load_sets(args):
             args.data, train_images, train_labels, val_images, args.fer2013_weight if args.labels == "both" else 0.0)
     if args.teacher:
         train_targets = teacher_targets(args.teacher, args.distill, train_images, train_labels)
+    if args.refit:  # PublicTest joins the training set; it is still scored, as a check, but chooses nothing
+        train_images, train_labels = np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
                            val_x=to_model_input(val_images), val_labels=val_labels)
 
@@ -321,7 +329,8 @@ def make_config(args, hparams, data_size):
     settings.update({k: v for k, v in (("erase", args.erase), ("mixup", args.mixup), ("teacher", args.teacher),
                                         ("distill", args.distill if args.teacher else None), ("bf16", args.bf16),
                                         ("ema", args.ema),
-                                        ("fer2013_weight", args.fer2013_weight if args.labels == "both" else None))
+                                        ("fer2013_weight", args.fer2013_weight if args.labels == "both" else None),
+                                        ("refit", args.refit))
                      if v})
     if args.optimizer == "sgd":
         settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
@@ -443,7 +452,7 @@ class Trainer:
                                               f"{stats['seen'] / seconds:.0f}")))
         new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [row])
         new_state.pop("partial", None)
-        improved = val_acc > state["best_accuracy"]
+        improved = val_acc > state["best_accuracy"] or self.args.refit  # --refit: the schedule chooses, not PublicTest
         if improved:
             self.save(session, "best", step)
             new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
@@ -495,7 +504,7 @@ class Trainer:
                     ended = "finished"
                 elif args.max_steps and step >= args.max_steps:
                     ended = f"stopped at step {step}"
-                elif state["best_epoch"] > 0 and step // spe - state["best_epoch"] >= args.patience:
+                elif not args.refit and state["best_epoch"] > 0 and step // spe - state["best_epoch"] >= args.patience:
                     print(f"early stop: no better PublicTest accuracy for {args.patience} epochs")
                     ended = "stopped early"
                 else:
