@@ -61,6 +61,9 @@ class YuNetDetector:
     """
 
     WINDOW = 16
+    # YuNet reads uninitialised memory on inputs with a side under about 64 px (its outputs then
+    # vary from run to run, with NaN boxes): smaller searches are padded with black to this side.
+    MIN_INPUT = 64
 
     def __init__(self, min_face=32, max_side=1280, score_threshold=0.5, nms_threshold=0.3):
         if not os.path.exists(YUNET_MODEL):
@@ -83,6 +86,9 @@ class YuNetDetector:
 
     def _search(self, bgr, scale):
         small = _shrink(bgr, scale)
+        pad_y, pad_x = max(0, self.MIN_INPUT - small.shape[0]), max(0, self.MIN_INPUT - small.shape[1])
+        if pad_y or pad_x:  # below and to the right: the image's own pixels keep their coordinates
+            small = cv2.copyMakeBorder(small, 0, pad_y, 0, pad_x, cv2.BORDER_CONSTANT, value=0)
         size = (small.shape[1], small.shape[0])
         if size != self._size:  # setInputSize re-plans the network's priors; only when the size changes
             self.net.setInputSize(size)
@@ -90,6 +96,8 @@ class YuNetDetector:
         _, rows = self.net.detect(small)
         found = []
         for row in (rows if rows is not None else ()):
+            if not np.isfinite(row[:15]).all():
+                continue
             x, y, w, h = row[:4] / scale
             x0, y0 = max(0.0, x), max(0.0, y)  # YuNet's boxes may reach past the border
             x1, y1 = min(float(bgr.shape[1]), x + w), min(float(bgr.shape[0]), y + h)

@@ -91,6 +91,25 @@ def test_yunet_finds_the_sample_face_with_landmarks_inside_its_box():
     assert right_eye[0] < nose[0] < left_eye[0] and max(right_eye[1], left_eye[1]) < nose[1] < min(mouth_r[1], mouth_l[1])
 
 
+def test_small_photos_give_the_same_answer_every_time_and_small_faces_are_found():
+    import warnings
+    x, y, x1, y1 = FACE_REGION
+    face = cv2.imread(SAMPLE)[max(0, y - 40):y1 + 40, max(0, x - 40):x1 + 40]
+    small_face = cv2.resize(face, (60, int(60 * face.shape[0] / face.shape[1])), interpolation=cv2.INTER_AREA)
+    photos = [np.full((h, w, 3), 128, np.uint8) for h, w in ((20, 2000), (16, 16), (30, 500), (63, 63))] + [small_face]
+    detector = YuNetDetector()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # YuNet's NaN boxes on small inputs showed as RuntimeWarnings
+        answers = []
+        for _ in range(5):
+            for photo in photos:  # interleaved sizes: the network is re-planned between photos
+                answers.append([(d.box, round(d.score, 5)) for d in detector.detect(photo)])
+    per_photo = [answers[i::len(photos)] for i in range(len(photos))]
+    assert all(len({repr(a) for a in runs}) == 1 for runs in per_photo)
+    assert all(runs[0] == [] for runs in per_photo[:4])
+    assert len(per_photo[4][0]) == 1  # a 60 px wide face photo is padded, not refused
+
+
 def test_no_face_in_a_gradient_and_haar_still_works():
     gradient = cv2.cvtColor(np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1)), cv2.COLOR_GRAY2BGR)
     assert YuNetDetector().detect(gradient) == []
