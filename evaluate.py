@@ -80,7 +80,7 @@ def main():
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
 
-    from ferkit import backends, checkpoints, data, metrics
+    from ferkit import backends, data, files, metrics
     paths = args.checkpoint or [backends.resolve(model=m, fast=False) for m in args.model]
     for path in paths:  # a wrong name or folder is reported before TensorFlow loads
         backends.check(path)
@@ -131,8 +131,8 @@ def main():
             stem = report_stem(folder, f"{prefix}{args.split}{labels_tag}{suffix}{precision}", data_info)
             header = {k: report[k] for k in ("model", "checkpoint", "split", "backend", "quantize", "precision", "data")}
             # Each file holds one variant: a plain run never replaces (or drops) a TTA report.
-            checkpoints.write_json(stem + ".json", {**header, **r} if suffix else
-                                   {k: v for k, v in report.items() if k != "tta"})
+            files.write_json(stem + ".json", {**header, **r} if suffix else
+                             {k: v for k, v in report.items() if k != "tta"})
             metrics.plot_confusion(r, f"{classifier.name} on {args.split}{' (TTA)' if suffix else ''}: "
                                       f"accuracy {r['accuracy']:.4f}", stem + ".png")
             if not args.json:

@@ -32,37 +32,9 @@ import os
 
 import numpy as np
 
-from ferkit import backends, cli, files
-from ferkit.faces import EMOTIONS, IMAGE_SIZE, INPUT_MEAN, INPUT_STD
+from ferkit import backends, cli, exported, files
 
 QUANTIZE = ("none", "float16", "dynamic", "int8")
-
-
-def metadata(config, source, fmt, quantize, outputs):
-    """The JSON object export.py writes into every exported model (see ferkit.backends)."""
-    return {
-        "format": backends.FORMAT, "version": 1, "model": config["model"], "emotions": list(EMOTIONS),
-        "input": {"name": "faces", "dtype": "uint8", "shape": [None, IMAGE_SIZE, IMAGE_SIZE, 1], "range": [0, 255],
-                  "normalisation": f"(x - {INPUT_MEAN}) / {INPUT_STD}, inside the model",
-                  "framing": "grayscale faces aligned like FER-2013's (ferkit.faces.crop_face)"},
-        "outputs": outputs, "file_format": fmt, "quantize": quantize,
-        "source": {"checkpoint": source, "hparams": config["hparams"]},
-    }
-
-
-def add_tflite_metadata(content, meta):
-    """A .tflite file's bytes with `meta` (JSON) added to its metadata list, under backends.METADATA_NAME."""
-    import json
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = backends.METADATA_NAME, len(model.buffers) - 1
-    model.metadata = (model.metadata or []) + [entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def convert(tf, session, graph, quantize, calibration):
@@ -91,8 +63,8 @@ def write_saved_model(tf, session, graph, path, meta):
     builder.add_meta_graph_and_variables(session, [tf.saved_model.tag_constants.SERVING],
                                          signature_def_map={"serving_default": signature}, strip_default_attrs=True)
     builder.save()
-    os.makedirs(os.path.join(path, os.path.dirname(backends.SAVED_MODEL_METADATA)))
-    files.write_json(os.path.join(path, backends.SAVED_MODEL_METADATA), meta)
+    os.makedirs(os.path.join(path, os.path.dirname(exported.SAVED_MODEL_METADATA)))
+    files.write_json(os.path.join(path, exported.SAVED_MODEL_METADATA), meta)
 
 
 def check_out(out, source, overwrite):
@@ -108,7 +80,7 @@ def check_out(out, source, overwrite):
         return
     if not overwrite:
         raise cli.UserError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    if not backends.is_export(out):
+    if not exported.is_export(out):
         raise cli.UserError(f"--out {out}: exists and is not a model export.py wrote, so --overwrite does not "
                             "replace it (nothing was changed); choose another --out, or move it away yourself")
 
@@ -167,9 +139,9 @@ def main():
         graph.outputs = [graph.probabilities] + [tf.identity(graph.end_points[k], name=k) for k in names[1:]]
         with tf.Session() as session:
             source = checkpoints.restore(session, graph.model_variables, folder)
-            meta = metadata(config, source, fmt, args.quantize, names)
+            meta = exported.metadata(config, source, fmt, args.quantize, names)
             if fmt == "tflite":
-                content = add_tflite_metadata(convert(tf, session, graph, args.quantize, calibration), meta)
+                content = exported.add_tflite_metadata(convert(tf, session, graph, args.quantize, calibration), meta)
                 with files.atomic_write(out, "wb") as f:
                     f.write(content)
             else:
@@ -184,8 +156,7 @@ def main():
     if len(labels) == 0:
         print(f"accuracy not measured: no PublicTest faces at {args.data} (give --data)")
         return 0
-    exported = backends.load(out)
-    mine = exported.predict(faces)
+    mine = backends.load(out).predict(faces)
     theirs = checkpoints.Classifier(folder).predict(faces)
     same = float((mine.argmax(1) == theirs.argmax(1)).mean())
     print(f"PublicTest ({len(labels)} faces): checkpoint {(theirs.argmax(1) == labels).mean():.4f}, "

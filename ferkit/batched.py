@@ -1,6 +1,6 @@
 """What every model runtime shares: predict() over batches, extra outputs and test-time augmentation.
 
-A runtime (ferkit.checkpoints.Classifier, ferkit.backends.TFLiteModel, ferkit.backends.SavedModel)
+A runtime (ferkit.checkpoints.Classifier, ferkit.tflite.TFLiteModel, ferkit.saved_model.SavedModel)
 subclasses BatchedModel and provides
   _run(faces uint8 (B, 48, 48, 1), names) -> {name: array (B, ...)}   one batch through the model
   shapes: {name: per-face shape}, extras: the names besides "probabilities" it can give, path

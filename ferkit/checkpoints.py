@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import models
 from ferkit.batched import BatchedModel
-from ferkit.cli import UserError, quiet_tensorflow, read_json  # noqa: F401 (re-exported)
-from ferkit.files import atomic_write, write_json  # noqa: F401 (re-exported)
-from ferkit.faces import IMAGE_SIZE, INPUT_MEAN, INPUT_STD, to_model_input
+from ferkit.cli import UserError, quiet_tensorflow, read_json
+from ferkit.files import atomic_write
+from ferkit.faces import IMAGE_SIZE, normalise, to_model_input
 
 # TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding a
 # checkpoint folder (read_config's first check, latest) must not wait seconds for it.
@@ -60,7 +60,7 @@ def build(config, augmentation=False, trainable=True, uint8_faces=False):
     from ferkit.augment import augment as augment_images
     if uint8_faces:
         images = tf.placeholder(tf.uint8, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="faces")
-        inputs = (tf.cast(images, tf.float32) - INPUT_MEAN) / INPUT_STD
+        inputs = normalise(tf.cast(images, tf.float32))
     else:
         images = inputs = tf.placeholder(tf.float32, [None, IMAGE_SIZE, IMAGE_SIZE, 1], name="images")
     labels = tf.placeholder(tf.int32, [None], name="labels")

@@ -2,7 +2,8 @@
 
   EMOTIONS         the 7 label names, in FER-2013 label order (0..6)
   IMAGE_SIZE       48: faces are IMAGE_SIZE x IMAGE_SIZE grayscale
-  to_model_input   uint8 faces (N, 48, 48, 1) -> float32 model input, same shape
+  normalise        pixel values 0..255 (numpy array or TensorFlow tensor, float) -> model input scale
+  to_model_input   uint8 faces (N, 48, 48, 1) -> float32 model input, same shape (normalise, checked)
   face_to_48       any grayscale crop (H, W) uint8 -> (48, 48) uint8
   TEMPLATE         where FER-2013's faces have their five landmarks, and where Haar's box falls, in 48x48
   crop_face        a photo's gray pixels and one detection -> (48, 48) uint8, framed like FER-2013
@@ -26,9 +27,15 @@ SPLITS = ("Training", "PublicTest", "PrivateTest")
 # FER-2013's pixel mean and standard deviation are close to these round
 # numbers (0.508 and 0.255 of full scale over Training); fixed constants keep
 # the transform independent of whichever data set a checkpoint was trained on.
-# export.py writes the same two constants into exported graphs, which take the uint8 faces.
+# Exported graphs take the uint8 faces and apply the same normalise inside.
 INPUT_MEAN = 0.5 * 255.0
 INPUT_STD = 0.25 * 255.0
+
+
+def normalise(pixels):
+    """Float pixel values 0..255 -> about zero-mean, unit-variance; numpy arrays and TensorFlow
+    tensors alike (checkpoints.build applies it in exported graphs)."""
+    return (pixels - INPUT_MEAN) / INPUT_STD
 
 
 def to_model_input(faces):
@@ -36,7 +43,7 @@ def to_model_input(faces):
     faces = np.asarray(faces)
     if faces.ndim != 4 or faces.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
         raise ValueError(f"faces must have shape (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 1), got {faces.shape}")
-    return (faces.astype(np.float32) - INPUT_MEAN) / INPUT_STD
+    return normalise(faces.astype(np.float32))
 
 
 def face_to_48(gray):

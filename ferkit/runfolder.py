@@ -30,7 +30,7 @@ import os
 import shutil
 
 from ferkit import backends, checkpoints, files
-from ferkit.cli import UserError
+from ferkit.cli import UserError, read_json
 
 LOCK = ".lock"
 STATE = "state.json"
@@ -67,7 +67,7 @@ def read_state(folder):
                             "Put state.json back, pass another --checkpoint-dir, or --overwrite to replace the folder")
         return None
     try:
-        state = checkpoints.read_json(path)
+        state = read_json(path)
         if not isinstance(state, dict):
             raise ValueError(f"a JSON {type(state).__name__}, not an object")
     except (ValueError, OSError) as e:
@@ -90,7 +90,7 @@ def is_finished(folder, state):
     if not os.path.exists(config_path) or not checkpoints.latest(folder, "best"):
         return False
     try:
-        old = checkpoints.read_json(config_path)
+        old = read_json(config_path)
     except ValueError as e:
         raise UserError(f"{config_path}: unreadable ({e}); nothing was changed. Move the folder away, pass another "
                         "--checkpoint-dir, or --overwrite to replace it") from None

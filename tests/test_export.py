@@ -206,15 +206,15 @@ def test_damaged_or_foreign_tflite_files_are_one_line_errors(tmp_path, exports, 
 def foreign_tflite(with_our_metadata=False):
     """A valid .tflite of some other model (float input (N, 32)); optionally carrying our metadata."""
     from ferkit.cli import quiet_tensorflow
-    import export
+    from ferkit import exported
     tf = quiet_tensorflow()
     with tf.Graph().as_default(), tf.Session() as session:
         x = tf.placeholder(tf.float32, [None, 32], name="x")
         y = tf.nn.softmax(tf.matmul(x, tf.ones([32, 7])))
         content = tf.lite.TFLiteConverter.from_session(session, [x], [y]).convert()
     if with_our_metadata:
-        meta = export.metadata({"model": "acnn_alstm", "hparams": {}}, "elsewhere", "tflite", "none", ["probabilities"])
-        content = export.add_tflite_metadata(content, meta)
+        meta = exported.metadata({"model": "acnn_alstm", "hparams": {}}, "elsewhere", "tflite", "none", ["probabilities"])
+        content = exported.add_tflite_metadata(content, meta)
     return content
 
 
@@ -259,3 +259,34 @@ def test_overwrite_never_replaces_a_source_or_a_foreign_folder(tmp_path, tiny_ch
     for out, phrase in cases:
         _one_line_error(run_script("export.py", "--checkpoint", source, "--out", out, "--overwrite"), phrase)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_saved_model_with_another_signature_is_refused_before_its_graph_runs(tmp_path, exports):
+    """A SavedModel's init op runs when it is loaded (this one writes a file); one whose signature is
+    not export.py's is refused before anything of it runs, and one without a model name too."""
+    import shutil
+
+    from ferkit import exported
+    from ferkit.cli import UserError, quiet_tensorflow
+    tf = quiet_tensorflow()
+    crafted, marker = tmp_path / "crafted", tmp_path / "written_by_the_graph"
+    with tf.Graph().as_default(), tf.Session() as session:
+        x = tf.placeholder(tf.float32, [None, 4], name="x")
+        builder = tf.saved_model.builder.SavedModelBuilder(str(crafted))
+        signature = tf.saved_model.signature_def_utils.predict_signature_def({"x": x}, {"probabilities": x * 2})
+        builder.add_meta_graph_and_variables(session, ["serve"], {"serving_default": signature},
+                                             main_op=tf.io.write_file(str(marker), "ran"))
+        builder.save()
+    meta = json.loads((exports["saved_model"][0] / exported.SAVED_MODEL_METADATA).read_text())
+    (crafted / "assets.extra").mkdir()
+    (crafted / exported.SAVED_MODEL_METADATA).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="serving signature .* is not the one export.py writes"):
+        backends.load(str(crafted))
+    assert not marker.exists()
+    nameless = tmp_path / "nameless"
+    shutil.copytree(exports["saved_model"][0], nameless)
+    (nameless / exported.SAVED_MODEL_METADATA).write_text(json.dumps({k: v for k, v in meta.items() if k != "model"}))
+    with pytest.raises(UserError, match="lacks a model name"):
+        backends.load(str(nameless))
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", crafted, check=2)
+    assert proc.stderr.count("\n") == 1 and "serving signature" in proc.stderr and not marker.exists()

@@ -4,7 +4,7 @@ import pytest
 
 import models
 from conftest import balanced_labels, synthetic_faces
-from ferkit import checkpoints
+from ferkit import checkpoints, files
 from ferkit.faces import to_model_input
 from ferkit.cli import quiet_tensorflow
 
@@ -101,7 +101,7 @@ def test_save_restore_gives_identical_logits(tmp_path):
         s.run(net.logits, {net.images: to_model_input(faces), net.is_training: True})
         before = s.run(net.logits, {net.images: to_model_input(faces)})
         tf.train.Saver(net.model_variables).save(s, str(tmp_path / "best" / "model.ckpt"))
-    checkpoints.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": models.default_hparams("acnn_alstm")})
+    files.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": models.default_hparams("acnn_alstm")})
     classifier = checkpoints.Classifier(str(tmp_path))
     after = classifier.predict(faces)
     np.testing.assert_allclose(after, np.exp(before) / np.exp(before).sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
@@ -151,6 +151,6 @@ def test_cnn_shape_hyperparameters_are_range_checked(hparams, message):
 
 def test_configs_older_than_a_hyperparameter_read_as_its_default(tmp_path):
     old = {k: v for k, v in models.default_hparams("acnn_alstm").items() if k not in ("first_width", "residual_stages")}
-    checkpoints.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": old})
+    files.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": old})
     hparams = checkpoints.read_config(str(tmp_path))["hparams"]
     assert hparams == models.default_hparams("acnn_alstm") and (hparams["first_width"], hparams["residual_stages"]) == (32, 0)

@@ -43,7 +43,7 @@ def put_in_place(source, folder):
     """A finished training folder's model (float16 best/, config, state, log, curves) as the shipped folder."""
     import shutil
     try:
-        state = checkpoints.read_json(os.path.join(source, "state.json"))
+        state = cli.read_json(os.path.join(source, "state.json"))
     except (OSError, ValueError) as e:
         raise cli.UserError(f"--from {source}: not a training folder train.py finished ({e})") from None
     if not isinstance(state, dict) or not state.get("finished"):
