@@ -7,7 +7,7 @@
 --data takes the cache preprocess.py writes or any layout it reads.  After
 each epoch the model is scored on PublicTest; the best weights go to
 <dir>/best, everything needed to resume to <dir>/last.  PrivateTest is never
-read.  Ctrl-C saves and stops; the same command again resumes where it stopped,
+read.  Ctrl-C (or SIGTERM) saves and stops; the same command again resumes where it stopped,
 also after the process was killed (kill -9, power loss): state.json is written
 last, and whatever it does not name is removed on the next start.  A folder
 holding a finished model (such as the shipped ones) is never trained into
@@ -526,8 +526,17 @@ class Trainer:
         return state, ended
 
 
+def stop_on_sigterm():
+    """SIGTERM (kill PID, a cluster's scheduler, a container stopping) saves and stops as Ctrl-C does;
+    a run started in the background with & ignores SIGINT, so this is how it is stopped cleanly."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main():
     args = parse_args()
+    stop_on_sigterm()
     tf = cli.quiet_tensorflow()
     from ferkit import checkpoints
     hparams = model_hparams(args.model, args.set)  # checked before any data is read

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, run_script
 
 TRAIN = ("--model", "dnn", "--epochs", 3, "--batch-size", 16)
@@ -40,7 +42,8 @@ def test_stop_and_resume_at_the_right_step(tmp_path, synthetic_cache):
     assert "finished" in proc.stdout
 
 
-def test_ctrl_c_saves_and_resumes(tmp_path, synthetic_cache):
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_save_and_resume(tmp_path, synthetic_cache, how):
     folder = tmp_path / "dnn"
     args = [sys.executable, os.path.join(ROOT, "train.py"), "--model", "dnn", "--epochs", "400", "--batch-size", "16",
             "--data", str(synthetic_cache), "--checkpoint-dir", str(folder)]
@@ -48,7 +51,7 @@ def test_ctrl_c_saves_and_resumes(tmp_path, synthetic_cache):
     deadline = time.time() + 120
     while not (folder / "state.json").exists() and time.time() < deadline:  # at least one epoch done
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(how)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted: saved step" in out and "Traceback" not in err
@@ -197,3 +200,20 @@ def test_bad_ema_is_refused_before_anything_is_written(tmp_path, synthetic_cache
     proc = run_script("train.py", *TRAIN, "--ema", 1, "--data", synthetic_cache, "--checkpoint-dir", tmp_path / "ck")
     assert proc.returncode == 2 and "--ema must be a decay in [0, 1)" in proc.stderr
     assert not (tmp_path / "ck").exists()
+
+
+def test_refit_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path, synthetic_cache):
+    """--refit: Training + PublicTest (84 + 28 faces, 7 steps of 16), every epoch becomes best/ whatever
+    PublicTest says, patience plays no part; recorded in config.json; refused with FER+ labels."""
+    folder = tmp_path / "refit"
+    proc = run_script("train.py", *TRAIN, "--refit", "--patience", 1, "--lr", 0.05, "--data", synthetic_cache,
+                      "--checkpoint-dir", folder, check=0)
+    assert "Training 112 faces, PublicTest 28; 7 steps/epoch" in proc.stdout
+    settings = json.loads((folder / "config.json").read_text())["settings"]
+    assert settings["refit"] is True and settings["data_size"] == 112
+    state = json.loads((folder / "state.json").read_text())
+    assert state["finished"] and state["best_step"] == state["step"] == 21 and state["best_epoch"] == 3
+    assert [r["step"] for r in read_log(folder)] == ["7", "14", "21"] and proc.stdout.count("(best)") == 3
+    proc = run_script("train.py", *TRAIN, "--refit", "--labels", "ferplus", "--data", synthetic_cache,
+                      "--checkpoint-dir", tmp_path / "no")
+    assert proc.returncode == 2 and "--refit trains on FER-2013's labels" in proc.stderr and not (tmp_path / "no").exists()
