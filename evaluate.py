@@ -23,7 +23,7 @@ import sys
 import time
 
 from ferkit import cli
-from ferkit.faces import SPLITS
+from ferkit.dataset import SPLITS
 
 
 def report_stem(folder, name, data_info):

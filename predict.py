@@ -24,7 +24,7 @@ import numpy as np
 
 from ferkit import DEFAULT_MODEL, cli
 from ferkit.detectors import DETECTORS
-from ferkit.faces import EMOTIONS
+from ferkit.dataset import EMOTIONS
 from ferkit import photos
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, captured_stderr, list_images, read_image
 

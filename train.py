@@ -209,7 +209,8 @@ def ferplus_data(path, train_images, train_labels, val_images, fer2013_weight=0.
 def teacher_targets(path, weight, train_images, train_labels):
     """--teacher: targets float32 (N, 7) = weight x the teachers' probabilities + (1 - weight) x one-hot labels."""
     from ferkit import data
-    from ferkit.faces import NUM_CLASSES, one_hot
+    from ferkit.dataset import NUM_CLASSES
+    from ferkit.faces import one_hot
     try:
         with np.load(path) as f:
             probabilities, made_from = f["probabilities"], str(f["fingerprint"])
@@ -350,7 +351,7 @@ class Trainer:
         import tensorflow.compat.v1 as tf
 
         from ferkit import checkpoints
-        from ferkit.faces import NUM_CLASSES
+        from ferkit.dataset import NUM_CLASSES
         self.args, self.config, self.sets, self.run, self.steps_per_epoch = args, config, sets, run, steps_per_epoch
         self.total_steps = args.epochs * steps_per_epoch
         self.net = net = checkpoints.build(config, augmentation=True)

@@ -9,7 +9,6 @@ timed end to end; prints medians, the ratio, and peak resident memory.
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile

@@ -11,7 +11,8 @@ and gets
 import numpy as np
 
 from ferkit.cli import UserError
-from ferkit.faces import IMAGE_SIZE, tta_views
+from ferkit.dataset import IMAGE_SIZE
+from ferkit.faces import tta_views
 
 
 class BatchedModel:

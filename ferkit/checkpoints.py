@@ -19,7 +19,8 @@ import models
 from ferkit.batched import BatchedModel
 from ferkit.cli import UserError, quiet_tensorflow, read_json
 from ferkit.files import atomic_write
-from ferkit.faces import IMAGE_SIZE, normalise, to_model_input
+from ferkit.dataset import IMAGE_SIZE, normalise
+from ferkit.faces import to_model_input
 
 # TensorFlow is imported by the functions that need it (quiet_tensorflow), not here: finding a
 # checkpoint folder (read_config's first check, latest) must not wait seconds for it.

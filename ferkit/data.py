@@ -29,7 +29,8 @@ from isal import isal_zlib
 
 from ferkit.cli import UserError
 from ferkit.files import atomic_write
-from ferkit.faces import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS, face_to_48, one_hot
+from ferkit.dataset import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS
+from ferkit.faces import face_to_48, one_hot
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
 
 FORMATS = ("fer2013.csv[.gz], fer2013.tar.gz, icml_face_data.csv, train.csv, "

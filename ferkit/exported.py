@@ -8,7 +8,7 @@
   check_metadata(meta, path)        UserError unless meta is ours, for these emotions
   is_export(path)                   whether path is a file or folder export.py wrote
 
-The exported graph takes uint8 faces (N, 48, 48, 1) in 0..255 and does ferkit.faces.normalise
+The exported graph takes uint8 faces (N, 48, 48, 1) in 0..255 and does ferkit.dataset.normalise
 inside; its outputs come in metadata order, probabilities (N, 7) first.
 """
 import json
@@ -18,7 +18,7 @@ import struct
 import numpy as np
 
 from ferkit.cli import UserError
-from ferkit.faces import EMOTIONS, IMAGE_SIZE, INPUT_MEAN, INPUT_STD
+from ferkit.dataset import EMOTIONS, IMAGE_SIZE, INPUT_MEAN, INPUT_STD
 
 METADATA_NAME = "ferkit"                  # the name of our entry in the .tflite file's metadata list
 SAVED_MODEL_METADATA = os.path.join("assets.extra", "ferkit.json")

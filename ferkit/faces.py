@@ -1,8 +1,5 @@
 """The one place that defines what a face is to the models.
 
-  EMOTIONS         the 7 label names, in FER-2013 label order (0..6)
-  IMAGE_SIZE       48: faces are IMAGE_SIZE x IMAGE_SIZE grayscale
-  normalise        pixel values 0..255 (numpy array or TensorFlow tensor, float) -> model input scale
   to_model_input   uint8 faces (N, 48, 48, 1) -> float32 model input, same shape (normalise, checked)
   face_to_48       any grayscale crop (H, W) uint8 -> (48, 48) uint8
   TEMPLATE         where FER-2013's faces have their five landmarks, and where Haar's box falls, in 48x48
@@ -18,24 +15,7 @@ import os
 import cv2
 import numpy as np
 
-EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-NUM_CLASSES = len(EMOTIONS)
-IMAGE_SIZE = 48
-NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-SPLITS = ("Training", "PublicTest", "PrivateTest")
-
-# FER-2013's pixel mean and standard deviation are close to these round
-# numbers (0.508 and 0.255 of full scale over Training); fixed constants keep
-# the transform independent of whichever data set a checkpoint was trained on.
-# Exported graphs take the uint8 faces and apply the same normalise inside.
-INPUT_MEAN = 0.5 * 255.0
-INPUT_STD = 0.25 * 255.0
-
-
-def normalise(pixels):
-    """Float pixel values 0..255 -> about zero-mean, unit-variance; numpy arrays and TensorFlow
-    tensors alike (checkpoints.build applies it in exported graphs)."""
-    return (pixels - INPUT_MEAN) / INPUT_STD
+from ferkit.dataset import IMAGE_SIZE, NUM_CLASSES, normalise
 
 
 def to_model_input(faces):

@@ -16,7 +16,7 @@ import io
 import numpy as np
 
 from ferkit.data import DataError
-from ferkit.faces import EMOTIONS, SPLITS
+from ferkit.dataset import EMOTIONS, SPLITS
 
 VOTE_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF")
 # For each of our emotions (EMOTIONS order), its column in VOTE_COLUMNS.

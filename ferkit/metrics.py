@@ -6,7 +6,7 @@ confusion[i][j] counts faces of true class i predicted as j.
 """
 import numpy as np
 
-from ferkit.faces import EMOTIONS, NUM_CLASSES
+from ferkit.dataset import EMOTIONS, NUM_CLASSES
 
 
 def confusion_matrix(labels, predictions, num_classes=NUM_CLASSES):

@@ -22,7 +22,8 @@ import numpy as np
 
 from ferkit import DEFAULT_MODEL, backends
 from ferkit.detectors import make_detector
-from ferkit.faces import EMOTIONS, IMAGE_SIZE, crop_face, face_to_48
+from ferkit.dataset import EMOTIONS, IMAGE_SIZE
+from ferkit.faces import crop_face, face_to_48
 from ferkit.photos import PhotoError, as_bgr, read_image
 
 

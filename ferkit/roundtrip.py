@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ferkit.faces import EMOTIONS, face_to_48
+from ferkit.dataset import EMOTIONS
+from ferkit.faces import face_to_48
 
 PHOTO = (480, 640)
 

@@ -13,7 +13,7 @@ import os
 from ferkit.batched import BatchedModel
 from ferkit.cli import UserError
 from ferkit.exported import SAVED_MODEL_METADATA, check_metadata
-from ferkit.faces import IMAGE_SIZE
+from ferkit.dataset import IMAGE_SIZE
 
 
 class SavedModel(BatchedModel):

@@ -12,7 +12,7 @@ import numpy as np
 from ferkit.batched import BatchedModel
 from ferkit.cli import UserError, captured_stderr
 from ferkit.exported import check_metadata, read_tflite_metadata
-from ferkit.faces import IMAGE_SIZE
+from ferkit.dataset import IMAGE_SIZE
 
 
 class TFLiteModel(BatchedModel):

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import run_script
 from ferkit import checkpoints, data
-from ferkit.faces import EMOTIONS
+from ferkit.dataset import EMOTIONS
 from ferkit.metrics import classification_report, confusion_matrix
 
 

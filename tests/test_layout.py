@@ -48,6 +48,14 @@ def test_models_import_tensorflow_and_numpy_only():
         assert not foreign, f"{path} imports {sorted(foreign)}"
 
 
+def test_the_data_set_facts_import_nothing_and_exist_once():
+    assert imported(os.path.join("ferkit", "dataset.py")) == set()
+    for path in python_files(".", "ferkit", "models", "tools", "benchmarks"):
+        text = open(os.path.join(ROOT, path)).read()
+        if path != os.path.join("ferkit", "dataset.py"):
+            assert '"angry", "disgust"' not in text and "0.25 * 255" not in text, path
+
+
 def test_no_import_cycles():
     graph = project_graph()
     # A package's __init__ importing its own submodules lazily is not a cycle of layers.

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import ROOT
 from ferkit.detectors import HaarDetector, YuNetDetector
-from ferkit.faces import IMAGE_SIZE, TEMPLATE, crop_face, similarity_to_template, warp_to_48
+from ferkit.dataset import IMAGE_SIZE
+from ferkit.faces import TEMPLATE, crop_face, similarity_to_template, warp_to_48
 from ferkit.photos import PhotoError, as_bgr, list_images, read_image
 
 SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT, run_script
 from ferkit import checkpoints, data
-from ferkit.faces import EMOTIONS
+from ferkit.dataset import EMOTIONS
 
 SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
 # Where the astronaut's face is in the 512x512 sample (found by eye: forehead to chin, ear to ear).

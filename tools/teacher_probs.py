@@ -22,7 +22,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from ferkit import backends, cli, data, files
-from ferkit.faces import NUM_CLASSES
+from ferkit.dataset import NUM_CLASSES
 
 
 def main():
