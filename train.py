@@ -1,8 +1,11 @@
 """Train a model on FER-2013's Training split, choosing checkpoints on PublicTest.
 
-    python train.py --model acnn_alstm [--data PATH] [--epochs N] [--batch-size N]
-                    [--optimizer adam|sgd] [--lr X] [--checkpoint-dir runs/<model>]
+    python train.py --arch acnn_alstm [--data PATH] [--epochs N] [--batch-size N]
+                    [--optimizer adam|sgd] [--lr X] [--checkpoint-dir runs/<arch>]
                     [--seed N] [--overwrite]
+
+Every option's default and range are those of ferkit.settings.TrainSettings; config.json
+records them with the architecture and its hyperparameters.
 
 --data takes the cache preprocess.py writes or any layout it reads.  After
 each epoch the model is scored on PublicTest; the best weights go to
@@ -17,118 +20,41 @@ import csv
 import math
 import os
 import signal
+import sys
 import time
 from types import SimpleNamespace
 
 import numpy as np
 
 import models
-from ferkit import cli, runfolder
-
-# Settings that shape the schedule: resuming with other values would not
-# continue the same run, so a folder refuses them.
-SCHEDULE_KEYS = ("epochs", "batch_size", "lr", "warmup_epochs", "label_smoothing", "seed", "data_size", "labels",
-                 "erase", "teacher", "distill", "optimizer", "momentum", "mixup", "bf16", "ema",
-                 "fer2013_weight", "refit")
-# Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
-# CNNs, scaled to our batch of 64.
-DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
-
+from ferkit import cli, runfolder, settings
 
 def parse_args():
+    """-> (args: the run's options, settings: ferkit.settings.TrainSettings, validated)."""
     parser = cli.ArgumentParser(__doc__)
-    parser.add_argument("--model", required=True, choices=sorted(models.MODELS), help="which model to train")
+    parser.add_argument("--arch", choices=sorted(models.MODELS), help="which architecture to train")
+    parser.add_argument("--model", dest="old_model", choices=sorted(models.MODELS),
+                        help="the old spelling of --arch (in the other scripts --model names a trained model)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train into a folder that holds a finished model, replacing it (its weights, log and reports)")
-    parser.add_argument("--data", default="data/fer2013.npz", help="preprocess cache or any FER-2013 download (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs of the cosine schedule (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
-    parser.add_argument("--optimizer", default="adam", choices=("adam", "sgd"),
-                        help="Adam, or SGD with Nesterov momentum (--momentum) (default: %(default)s)")
-    parser.add_argument("--lr", type=float,
-                        help="peak learning rate (default: 1e-3 for adam, 0.05 for sgd)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum of --optimizer sgd (default: %(default)s)")
-    parser.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up before the cosine decay (default: %(default)s)")
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="(default: %(default)s)")
-    parser.add_argument("--patience", type=int, default=10, help="stop after this many epochs without a better PublicTest accuracy (default: %(default)s)")
-    parser.add_argument("--checkpoint-dir", help="where to save (default: runs/<model>, in the current folder)")
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument("--checkpoint-dir", help="where to save (default: runs/<arch>, in the current folder)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a model hyperparameter, e.g. --set dropout=0.4 (repeatable)")
     parser.add_argument("--max-steps", type=int, help="stop after this many steps in all (for smoke tests)")
-    parser.add_argument("--fer2013-weight", type=float, default=0.3, metavar="W",
-                        help="with --labels both, the targets are (1 - W) x FER+'s vote shares + W x the FER-2013 "
-                             "label (default: %(default)s)")
-    parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus", "both"),
-                        help="train on FER-2013's labels, or on FER+'s vote shares over the 7 emotions (soft targets), "
-                             "or on both (--fer2013-weight), choosing checkpoints on FER+'s PublicTest majority labels "
-                             "for ferplus and both, which need a cache made with preprocess.py --ferplus "
-                             "(default: %(default)s)")
-    parser.add_argument("--init-from", metavar="DIR",
-                        help="start from the best weights of this checkpoint folder (same model and hyperparameters) "
-                             "instead of random ones: fine-tuning")
-    parser.add_argument("--erase", type=float, default=0.0, metavar="P",
-                        help="random erasing: blank one random rectangle (2-20%% of the face) of each training face "
-                             "with probability P (default: %(default)s, off)")
-    parser.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
-                        help="mixup: train on each face blended with another face of its batch, weight "
-                             "max(u, 1 - u) with u ~ Beta(ALPHA, ALPHA), the targets blended alike "
-                             "(default: %(default)s, off; 0.2 is usual)")
-    parser.add_argument("--teacher", metavar="NPZ",
-                        help="distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
-                             "(--distill); made from the same --data")
-    parser.add_argument("--distill", type=float, default=0.5, metavar="W",
-                        help="with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the label "
-                             "(default: %(default)s)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 mixed precision: oneDNN runs the convolutions and matmuls of training in "
-                             "bfloat16 (weights and optimizer state stay float32); on CPUs with AVX-512 BF16 or AMX")
-    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                        help="keep an exponential moving average of the weights (0.999 is usual): each epoch scores "
-                             "it on PublicTest too, and it becomes best/ when it beats both the raw weights and the "
-                             "best so far (default: %(default)s, off)")
-    parser.add_argument("--refit", action="store_true",
-                        help="the final fit: train on Training + PublicTest with settings already chosen on "
-                             "PublicTest; best/ is then the last epoch's weights (PublicTest, now trained on, is "
-                             "still scored and logged, but chooses nothing) and --patience is ignored")
+    settings.add_options(parser)
     args = parser.parse_args()
-    check_options(parser, args)
-    if args.lr is None:  # the default depends on --optimizer
-        args.lr = DEFAULT_LR[args.optimizer]
-    return args
-
-
-def check_options(parser, args):
-    """Every option in its valid range, before TensorFlow is imported or anything is written."""
-    finite = lambda x: x == x and abs(x) != float("inf")  # noqa: E731
-    rules = [
-        (args.epochs >= 1, f"--epochs must be at least 1, got {args.epochs}"),
-        (args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}"),
-        (args.max_steps is None or args.max_steps >= 1, f"--max-steps must be at least 1, got {args.max_steps}"),
-        (args.lr is None or (finite(args.lr) and args.lr > 0), f"--lr must be a positive number (such as 1e-3), got {args.lr}"),
-        (finite(args.momentum) and 0 <= args.momentum < 1, f"--momentum must be in [0, 1), got {args.momentum}"),
-        (finite(args.warmup_epochs) and args.warmup_epochs >= 0, f"--warmup-epochs must be 0 or more, got {args.warmup_epochs}"),
-        (finite(args.label_smoothing) and 0 <= args.label_smoothing < 1,
-         f"--label-smoothing must be in [0, 1), got {args.label_smoothing}"),
-        (args.patience >= 1, f"--patience must be at least 1, got {args.patience}"),
-        (0 <= args.seed < 2 ** 32, f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}"),
-        (finite(args.erase) and 0 <= args.erase <= 1, f"--erase must be a probability in [0, 1], got {args.erase}"),
-        (finite(args.mixup) and 0 <= args.mixup <= 10, f"--mixup must be in [0, 10] (0 is off), got {args.mixup}"),
-        (finite(args.distill) and 0 < args.distill <= 1, f"--distill must be in (0, 1], got {args.distill}"),
-        (finite(args.ema) and 0 <= args.ema < 1, f"--ema must be a decay in [0, 1) (0 is off), got {args.ema}"),
-        (finite(args.fer2013_weight) and 0 < args.fer2013_weight < 1,
-         f"--fer2013-weight must be in (0, 1), got {args.fer2013_weight}"),
-        (not (args.teacher and args.labels != "fer2013"), "--teacher distils FER-2013 labels; it cannot be used "
-                                                          "with --labels ferplus, whose targets are FER+'s votes"),
-        (not (args.refit and (args.labels != "fer2013" or args.teacher or args.ema)),
-         "--refit trains on FER-2013's labels without --teacher or --ema (the last epoch's weights are the model)"),
-    ]
-    for ok, message in rules:
-        if not ok:
-            parser.error(message)
+    if args.old_model:
+        if args.arch and args.arch != args.old_model:
+            parser.error(f"--model {args.old_model} and --arch {args.arch} disagree; give --arch only")
+        args.arch = args.arch or args.old_model
+    if not args.arch:
+        parser.error("--arch is required: one of " + ", ".join(sorted(models.MODELS)))
+    if args.max_steps is not None and args.max_steps < 1:
+        parser.error(f"--max-steps must be at least 1, got {args.max_steps}")
     for item in args.set:
         if "=" not in item or not item.partition("=")[0]:
             parser.error(f"--set {item}: expected NAME=VALUE, such as --set dropout=0.4")
+    return args, settings.from_args(parser, args)
 
 
 def model_hparams(name, overrides):
@@ -294,48 +220,35 @@ def plot_curves(log_path, out_path):
     plt.close(fig)
 
 
-def load_sets(args):
+def load_sets(s):
     """Training and PublicTest (never PrivateTest) -> namespace of train_x float32 (N, 48, 48, 1),
     train_labels int (N,), train_targets float32 (N, 7) or None (soft targets: FER+ votes, a
     teacher), val_x, val_labels."""
     from ferkit import data
     from ferkit.faces import to_model_input
-    loaded = data.load(args.data, seed=args.seed, splits=("Training", "PublicTest"))
+    loaded = data.load(s.data, seed=s.seed, splits=("Training", "PublicTest"))
     for note in loaded.notes:
         print(f"note: {note}")
     if len(loaded.splits.get("PublicTest", ((), ()))[1]) == 0:
-        raise cli.UserError(f"{args.data}: no PublicTest faces to choose checkpoints on; give a data set with a "
+        raise cli.UserError(f"{s.data}: no PublicTest faces to choose checkpoints on; give a data set with a "
                             "PublicTest split (or more Training rows, of which preprocess carves one)")
     train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
     train_targets = None
-    if args.labels in ("ferplus", "both"):
+    if s.labels in ("ferplus", "both"):
         train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
-            args.data, train_images, train_labels, val_images, args.fer2013_weight if args.labels == "both" else 0.0)
-    if args.teacher:
-        train_targets = teacher_targets(args.teacher, args.distill, train_images, train_labels)
-    if args.refit:  # PublicTest joins the training set; it is still scored, as a check, but chooses nothing
+            s.data, train_images, train_labels, val_images, s.fer2013_weight if s.labels == "both" else 0.0)
+    if s.teacher:
+        train_targets = teacher_targets(s.teacher, s.distill, train_images, train_labels)
+    if s.refit:  # PublicTest joins the training set; it is still scored, as a check, but chooses nothing
         train_images, train_labels = np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
                            val_x=to_model_input(val_images), val_labels=val_labels)
 
 
-def make_config(args, hparams, data_size):
-    """What config.json records: model, hyperparameters and the settings of this run."""
-    settings = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "warmup_epochs": args.warmup_epochs,
-                "label_smoothing": args.label_smoothing, "patience": args.patience, "seed": args.seed,
-                "data": args.data, "data_size": data_size, "optimizer": args.optimizer, "init_from": args.init_from,
-                "labels": args.labels}
-    # Added later: recorded only when used, so that older folders (and the shipped ones) still match.
-    settings.update({k: v for k, v in (("erase", args.erase), ("mixup", args.mixup), ("teacher", args.teacher),
-                                        ("distill", args.distill if args.teacher else None), ("bf16", args.bf16),
-                                        ("ema", args.ema),
-                                        ("fer2013_weight", args.fer2013_weight if args.labels == "both" else None),
-                                        ("refit", args.refit))
-                     if v})
-    if args.optimizer == "sgd":
-        settings["momentum"] = args.momentum  # 0 too: plain SGD is recorded as such
-    return {"model": args.model, "hparams": hparams, "settings": settings}
+def make_config(arch, hparams, run_settings):
+    """What config.json records: the architecture, its hyperparameters and the run's settings."""
+    return {"model": arch, "hparams": hparams, "settings": run_settings.to_json()}
 
 
 class Trainer:
@@ -347,23 +260,24 @@ class Trainer:
     interrupted is scored on resume; its training loss and accuracy are kept in the state.
     """
 
-    def __init__(self, args, config, sets, run, steps_per_epoch):
+    def __init__(self, s, max_steps, config, sets, run, steps_per_epoch):
         import tensorflow.compat.v1 as tf
 
         from ferkit import checkpoints
         from ferkit.dataset import NUM_CLASSES
-        self.args, self.config, self.sets, self.run, self.steps_per_epoch = args, config, sets, run, steps_per_epoch
-        self.total_steps = args.epochs * steps_per_epoch
+        self.s, self.max_steps, self.config, self.sets, self.run = s, max_steps, config, sets, run
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = s.epochs * steps_per_epoch
         self.net = net = checkpoints.build(config, augmentation=True)
         # Soft targets (N, 7) when fed (FER+ vote shares); otherwise the one-hot of the int labels, as always.
         self.targets = tf.placeholder_with_default(tf.one_hot(net.labels, NUM_CLASSES), [None, NUM_CLASSES], name="targets")
-        total_loss, self.cross_entropy = models.loss(net.logits, label_smoothing=args.label_smoothing, targets=self.targets)
+        total_loss, self.cross_entropy = models.loss(net.logits, label_smoothing=s.label_smoothing, targets=self.targets)
         self.global_step = tf.train.get_or_create_global_step()
-        self.lr = learning_rate(self.global_step, args.lr, int(args.warmup_epochs * steps_per_epoch), self.total_steps)
-        optimizer = (tf.train.MomentumOptimizer(self.lr, args.momentum, use_nesterov=True) if args.optimizer == "sgd"
+        self.lr = learning_rate(self.global_step, s.lr, int(s.warmup_epochs * steps_per_epoch), self.total_steps)
+        optimizer = (tf.train.MomentumOptimizer(self.lr, s.momentum, use_nesterov=True) if s.optimizer == "sgd"
                      else tf.train.AdamOptimizer(self.lr))
         self.train_op = optimizer.minimize(total_loss, global_step=self.global_step)
-        self.averaged = weight_average(net.model_variables, self.train_op, self.global_step, args.ema) if args.ema else None
+        self.averaged = weight_average(net.model_variables, self.train_op, self.global_step, s.ema) if s.ema else None
         if self.averaged:
             self.train_op = self.averaged.train_op
         self.correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(net.logits, 1, output_type=tf.int32), net.labels), tf.int32))
@@ -393,8 +307,8 @@ class Trainer:
             print(f"resuming from {self.run.folder}/last at step {state['step']} "
                   f"(epoch {state['step'] // self.steps_per_epoch + 1})")
             return dict(state, log=state.get("log", []))
-        if self.args.init_from:
-            init_weights(session, self.net, self.args.init_from, self.config)
+        if self.s.init_from:
+            init_weights(session, self.net, self.s.init_from, self.config)
         return {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
                 "finished": False, "log": []}
 
@@ -404,19 +318,19 @@ class Trainer:
         from tqdm import tqdm
 
         from ferkit.faces import one_hot
-        args, sets, net, spe = self.args, self.sets, self.net, self.steps_per_epoch
+        s, sets, net, spe = self.s, self.sets, self.net, self.steps_per_epoch
         epoch = step // spe
         stats = self.partial = dict(partial or {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0})
-        order = np.random.RandomState(args.seed + epoch).permutation(len(sets.train_labels))
+        order = np.random.RandomState(s.seed + epoch).permutation(len(sets.train_labels))
         start, done = time.perf_counter(), stats["seconds"]
-        bar = tqdm(range(step % spe, spe), desc=f"epoch {epoch + 1}/{args.epochs}", unit="step", dynamic_ncols=True)
+        bar = tqdm(range(step % spe, spe), desc=f"epoch {epoch + 1}/{s.epochs}", unit="step", dynamic_ncols=True)
         try:
             for i in bar:
-                batch = order[i * args.batch_size:(i + 1) * args.batch_size]
+                batch = order[i * s.batch_size:(i + 1) * s.batch_size]
                 x, t = sets.train_x[batch], None if sets.train_targets is None else sets.train_targets[batch]
-                if args.mixup:  # seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs
-                    x, t = mixup(x, one_hot(sets.train_labels[batch]) if t is None else t, args.mixup,
-                                 np.random.RandomState([args.seed, epoch, i]))
+                if s.mixup:  # seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs
+                    x, t = mixup(x, one_hot(sets.train_labels[batch]) if t is None else t, s.mixup,
+                                 np.random.RandomState([s.seed, epoch, i]))
                 feed = {net.images: x, net.labels: sets.train_labels[batch], net.is_training: True, net.augment: True}
                 if t is not None:
                     feed[self.targets] = t
@@ -424,8 +338,8 @@ class Trainer:
                 out = session.run(fetches, feed)
                 if not np.isfinite(out[1]):
                     raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); the last saved state "
-                                        f"is kept; the learning rate {args.lr:g} is probably too high: try --lr "
-                                        f"{args.lr / 10:g}")
+                                        f"is kept; the learning rate {s.lr:g} is probably too high: try --lr "
+                                        f"{s.lr / 10:g}")
                 step += 1
                 if len(out) == 4:
                     writer.add_summary(out[3], step)
@@ -434,7 +348,7 @@ class Trainer:
                 if i % 10 == 0 or i == spe - 1:
                     bar.set_postfix(loss=f"{stats['loss_sum'] / stats['seen']:.3f}", acc=f"{stats['hits'] / stats['seen']:.3f}",
                                     img_s=f"{stats['seen'] / stats['seconds']:.0f}")
-                if args.max_steps and step >= args.max_steps:
+                if self.max_steps and step >= self.max_steps:
                     break
         finally:
             bar.close()
@@ -453,7 +367,7 @@ class Trainer:
                                               f"{stats['seen'] / seconds:.0f}")))
         new_state = dict(state, epoch=epoch, step=step, log=state["log"] + [row])
         new_state.pop("partial", None)
-        improved = val_acc > state["best_accuracy"] or self.args.refit  # --refit: the schedule chooses, not PublicTest
+        improved = val_acc > state["best_accuracy"] or self.s.refit  # --refit: the schedule chooses, not PublicTest
         if improved:
             self.save(session, "best", step)
             new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
@@ -485,7 +399,7 @@ class Trainer:
     def loop(self, session):
         """Epochs until the schedule ends, patience runs out or --max-steps -> (state, how it ended)."""
         import tensorflow.compat.v1 as tf
-        args, spe = self.args, self.steps_per_epoch
+        s, spe = self.s, self.steps_per_epoch
         self.state = state = self.start(session)
         self.partial = state.get("partial")  # what a stopped run had done of its epoch (loss, hits, time)
         step = int(session.run(self.global_step))
@@ -503,10 +417,10 @@ class Trainer:
                     print(line)
                 if step >= self.total_steps:
                     ended = "finished"
-                elif args.max_steps and step >= args.max_steps:
+                elif self.max_steps and step >= self.max_steps:
                     ended = f"stopped at step {step}"
-                elif not args.refit and state["best_epoch"] > 0 and step // spe - state["best_epoch"] >= args.patience:
-                    print(f"early stop: no better PublicTest accuracy for {args.patience} epochs")
+                elif not s.refit and state["best_epoch"] > 0 and step // spe - state["best_epoch"] >= s.patience:
+                    print(f"early stop: no better PublicTest accuracy for {s.patience} epochs")
                     ended = "stopped early"
                 else:
                     step, self.partial = self.train_epoch(session, writer, step, self.partial)
@@ -536,29 +450,31 @@ def stop_on_sigterm():
 
 
 def main():
-    args = parse_args()
+    args, s = parse_args()
+    if args.old_model:
+        print(f"note: --model is now --arch in train.py (--model {args.old_model} still works)", file=sys.stderr)
     stop_on_sigterm()
     tf = cli.quiet_tensorflow()
     from ferkit import checkpoints
-    hparams = model_hparams(args.model, args.set)  # checked before any data is read
-    sets = load_sets(args)
-    steps_per_epoch = len(sets.train_labels) // args.batch_size  # drop the last partial batch: stable batch norm
+    hparams = model_hparams(args.arch, args.set)  # checked before any data is read
+    sets = load_sets(s)
+    s.data_size = len(sets.train_labels)
+    steps_per_epoch = s.data_size // s.batch_size  # drop the last partial batch: stable batch norm
     if steps_per_epoch == 0:
-        raise cli.UserError(f"{args.data}: {len(sets.train_labels)} Training faces, fewer than one batch of "
-                            f"{args.batch_size}")
-    config = make_config(args, hparams, len(sets.train_labels))
-    run = runfolder.RunFolder(args.checkpoint_dir or os.path.join("runs", args.model), config, args.overwrite,
-                              SCHEDULE_KEYS)
+        raise cli.UserError(f"{s.data}: {s.data_size} Training faces, fewer than one batch of {s.batch_size}")
+    config = make_config(args.arch, hparams, s)
+    run = runfolder.RunFolder(args.checkpoint_dir or os.path.join("runs", args.arch), config, args.overwrite,
+                              s.changed_from)
     try:
-        print(f"model {args.model} {config['hparams']}")
+        print(f"model {args.arch} {config['hparams']}")
         print(f"settings {config['settings']}")
-        print(f"Training {len(sets.train_labels)} faces, PublicTest {len(sets.val_labels)}; {steps_per_epoch} "
+        print(f"Training {s.data_size} faces, PublicTest {len(sets.val_labels)}; {steps_per_epoch} "
               f"steps/epoch; saving to {run.folder}" + (" (replacing its model once this one has best weights)"
                                                          if run.replacing else ""))
-        tf.set_random_seed(args.seed)
-        trainer = Trainer(args, config, sets, run, steps_per_epoch)
+        tf.set_random_seed(s.seed)
+        trainer = Trainer(s, args.max_steps, config, sets, run, steps_per_epoch)
         print(f"{trainer.parameters:,} parameters")
-        with tf.Session(config=checkpoints.session_config(args.bf16)) as session:
+        with tf.Session(config=checkpoints.session_config(s.bf16)) as session:
             state, ended = trainer.loop(session)
         replaced_nothing = run.replacing
     finally:

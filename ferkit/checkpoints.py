@@ -32,7 +32,7 @@ def read_config(folder):
     path = os.path.join(folder, CONFIG)
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file; {folder} is not a checkpoint folder written by train.py "
-                        "(train one with: python train.py --model NAME)")
+                        "(train one with: python train.py --arch NAME)")
     quiet_tensorflow()  # the model's defaults come from its module, which imports TensorFlow
     try:
         config = read_json(path)

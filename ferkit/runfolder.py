@@ -136,9 +136,10 @@ def _lock(folder):
 
 
 class RunFolder:
-    """See the module docstring.  schedule_keys: settings that must match to resume."""
+    """See the module docstring.  changed_from(old settings dict) -> [(name, old value)]: the
+    settings that differ from a folder's and forbid resuming it (TrainSettings.changed_from)."""
 
-    def __init__(self, folder, config, overwrite, schedule_keys):
+    def __init__(self, folder, config, overwrite, changed_from):
         if backends.is_shipped(folder):
             raise UserError(f"--checkpoint-dir {folder}: is a shipped model, which training never writes into "
                             "(shipped models change only through tools/ship_exports.py); pass another "
@@ -148,12 +149,12 @@ class RunFolder:
         files.remove_stale_temporaries(os.path.dirname(os.path.abspath(folder)))  # a killed --overwrite's folder
         self.folder, self.path, self._lock = folder, folder, _lock(folder)
         try:
-            self.state = self._open(config, overwrite, schedule_keys)
+            self.state = self._open(config, overwrite, changed_from)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, config, overwrite, schedule_keys):
+    def _open(self, config, overwrite, changed_from):
         folder = self.folder
         if overwrite:  # whatever is there goes, once the new run has best weights: no need to read it
             used = any(os.path.exists(os.path.join(folder, n)) for n in (STATE, checkpoints.CONFIG, "best", "last"))
@@ -181,12 +182,12 @@ class RunFolder:
                                 "pass another --checkpoint-dir (nothing was overwritten)")
             if state and state.get("step") is not None:
                 # Settings added since a folder was written count as their default there.
-                was = {"labels": "fer2013", **old["settings"]}
-                changed = [k for k in schedule_keys if was.get(k) != config["settings"].get(k)]
-                changed += [k for k in config["hparams"] if old["hparams"].get(k) != config["hparams"][k]]
+                changed = changed_from(old["settings"])
+                changed += [(k, old["hparams"].get(k)) for k in config["hparams"]
+                            if old["hparams"].get(k) != config["hparams"][k]]
                 if changed:
-                    raise UserError(f"{folder} was trained with other settings ({', '.join(changed)}: "
-                                    f"{', '.join(str(was.get(k, old['hparams'].get(k))) for k in changed)}); "
+                    raise UserError(f"{folder} was trained with other settings ({', '.join(k for k, _ in changed)}: "
+                                    f"{', '.join(str(v) for _, v in changed)}); "
                                     "rerun with the same ones to resume, or pass another --checkpoint-dir")
         tidy(self.path, state)
         if state is None or state.get("step") is None:

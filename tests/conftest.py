@@ -64,6 +64,6 @@ def synthetic_cache(tmp_path_factory):
 def tiny_checkpoint(tmp_path_factory, synthetic_cache):
     """An ACNN-ALSTM checkpoint folder trained by train.py for two short epochs on the synthetic cache."""
     folder = tmp_path_factory.mktemp("ckpt") / "acnn_alstm"
-    run_script("train.py", "--model", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
+    run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
                "--checkpoint-dir", folder, check=0)
     return folder

@@ -55,14 +55,14 @@ def test_teacher_probabilities_are_the_models_tta_average(teacher_file, syntheti
 
 def test_training_with_a_teacher_and_erasing(tmp_path, teacher_file, synthetic_cache):
     folder = tmp_path / "student"
-    run_script("train.py", "--model", "dnn", "--epochs", 2, "--max-steps", 6, "--batch-size", 16, "--data", synthetic_cache,
+    run_script("train.py", "--arch", "dnn", "--epochs", 2, "--max-steps", 6, "--batch-size", 16, "--data", synthetic_cache,
                "--teacher", teacher_file, "--distill", 0.7, "--erase", 0.5, "--checkpoint-dir", folder, check=0)
     settings = json.loads((folder / "config.json").read_text())["settings"]
     assert (settings["teacher"], settings["distill"], settings["erase"]) == (str(teacher_file), 0.7, 0.5)
     assert list((folder / "best").glob("*.index"))
     # Resuming (5 steps per epoch: it stopped in epoch 2) with another teacher weight is refused, like any
     # other change of schedule.
-    proc = run_script("train.py", "--model", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
+    proc = run_script("train.py", "--arch", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
                       "--teacher", teacher_file, "--distill", 0.5, "--erase", 0.5, "--checkpoint-dir", folder)
     assert proc.returncode == 2 and "other settings" in proc.stderr
 
@@ -74,12 +74,12 @@ def test_teacher_of_other_data_is_refused_before_anything_is_written(tmp_path, t
     save_cache(other, {"Training": (synthetic_faces(labels, seed=9), labels),
                        "PublicTest": (synthetic_faces(balanced_labels(4), seed=8), balanced_labels(4))})
     folder = tmp_path / "student"
-    proc = run_script("train.py", "--model", "dnn", "--data", other, "--teacher", teacher_file, "--checkpoint-dir", folder)
+    proc = run_script("train.py", "--arch", "dnn", "--data", other, "--teacher", teacher_file, "--checkpoint-dir", folder)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "made from other Training faces" in proc.stderr and not folder.exists()
     junk = tmp_path / "junk.npz"
     junk.write_text("not a teacher file")
-    proc = run_script("train.py", "--model", "dnn", "--data", other, "--teacher", junk, "--checkpoint-dir", folder)
+    proc = run_script("train.py", "--arch", "dnn", "--data", other, "--teacher", junk, "--checkpoint-dir", folder)
     assert proc.returncode == 2 and "not a file written by tools/teacher_probs.py" in proc.stderr
     assert not folder.exists()
 
@@ -92,7 +92,7 @@ def test_teacher_of_other_data_is_refused_before_anything_is_written(tmp_path, t
     (("--mixup", "nan"), "--mixup must be in [0, 10]"),
 ])
 def test_bad_recipe_options(args, message):
-    proc = run_script("train.py", "--model", "dnn", *args)
+    proc = run_script("train.py", "--arch", "dnn", *args)
     assert proc.returncode == 2 and message in proc.stderr
 
 
@@ -121,7 +121,7 @@ def test_mixup_blends_each_face_with_one_other_and_its_targets_alike():
 
 def test_training_with_mixup(tmp_path, synthetic_cache):
     folder = tmp_path / "mixup"
-    train = ("train.py", "--model", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
+    train = ("train.py", "--arch", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
              "--checkpoint-dir", folder)
     run_script(*train, "--mixup", 0.2, "--max-steps", 6, check=0)
     assert json.loads((folder / "config.json").read_text())["settings"]["mixup"] == 0.2

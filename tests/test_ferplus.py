@@ -93,14 +93,14 @@ def test_train_on_vote_shares(tmp_path, synthetic_cache):
     cache = tmp_path / "votes.npz"
     data.save_cache(cache, splits, ferplus=votes)
     folder = tmp_path / "ck"
-    proc = run_script("train.py", "--model", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 2,
+    proc = run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 2,
                       "--batch-size", 16, "--checkpoint-dir", folder, check=0)
     assert "84 of 84 Training faces with emotion votes; 27 of 28 PublicTest faces with a clear majority" in proc.stdout
     assert json.loads((folder / "config.json").read_text())["settings"]["labels"] == "ferplus"
     report = json.loads(run_script("evaluate.py", "--checkpoint", folder, "--data", cache, "--labels", "ferplus",
                                    "--json", check=0).stdout)
     assert report["n"] == 28 and 0 <= report["accuracy"] <= 1
-    proc = run_script("train.py", "--model", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16,
+    proc = run_script("train.py", "--arch", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16,
                       "--checkpoint-dir", folder)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr
 
@@ -122,7 +122,7 @@ def test_train_on_both_label_sets(tmp_path, synthetic_cache):
     np.testing.assert_allclose(targets, expected, rtol=1e-6)
     assert targets.shape == (83, 7) and (shown == targets.argmax(1)).all()
     folder = tmp_path / "both"
-    small = ("train.py", "--model", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16, "--checkpoint-dir", folder)
+    small = ("train.py", "--arch", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16, "--checkpoint-dir", folder)
     run_script(*small, "--labels", "both", "--fer2013-weight", 0.25, "--max-steps", 5, check=0)
     settings = json.loads((folder / "config.json").read_text())["settings"]
     assert settings["labels"] == "both" and settings["fer2013_weight"] == 0.25

@@ -83,7 +83,7 @@ def test_scripts_by_absolute_path_leave_the_checkout_as_it_was(tmp_path, synthet
 
 def test_training_never_writes_into_a_shipped_model(tmp_path, synthetic_cache):
     digest = shipped_digest()
-    proc = run_from(tmp_path, "train.py", "--model", "dnn", "--data", synthetic_cache, "--overwrite",
+    proc = run_from(tmp_path, "train.py", "--arch", "dnn", "--data", synthetic_cache, "--overwrite",
                     "--checkpoint-dir", os.path.join(backends.PRETRAINED, "dnn"), check=2)
     assert "is a shipped model, which training never writes into" in proc.stderr
     assert shipped_digest() == digest

@@ -14,7 +14,7 @@ faces followed by their photo-framed copies (a face YuNet does not find keeps
 its original crop).  PublicTest is copied unchanged, for choosing checkpoints;
 PrivateTest is not written.
 
-    python train.py --model acnn_alstm --data data/fer2013_photo.npz --init-from ferkit/pretrained/acnn_alstm ...
+    python train.py --arch acnn_alstm --data data/fer2013_photo.npz --init-from ferkit/pretrained/acnn_alstm ...
 """
 import os
 import sys

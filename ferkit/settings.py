@@ -1,0 +1,153 @@
+"""A training run's settings, typed: each option's default, range and help are defined once, here.
+
+  parser = cli.ArgumentParser(doc); add_options(parser)      one --flag per field of TrainSettings
+  settings = from_args(parser, args)                         validated (one-line errors) before anything is written
+  settings.to_json()                                         config.json's "settings"
+  TrainSettings.from_json(config["settings"])                older folders: fields added since take their default
+  settings.changed_from(old_json)                            the schedule fields a resume would change
+
+train.py records this in config.json beside the model's name and hyperparameters, and a folder
+refuses to resume with other schedule fields (those that change what the run computes).
+"""
+import dataclasses
+from dataclasses import dataclass, field
+
+# Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
+# CNNs, scaled to our batch of 64.
+DEFAULT_LR = {"adam": 1e-3, "sgd": 0.05}
+LABELS = ("fer2013", "ferplus", "both")
+
+
+def _finite(x):
+    return isinstance(x, (int, float)) and x == x and abs(x) != float("inf")
+
+
+def option(default, help, valid=None, rule=None, schedule=True, choices=None, metavar=None):
+    """A field of TrainSettings: its default, its --help, what values are valid (valid(x) -> bool,
+    described by rule: "--NAME must be RULE, got X"), and whether resuming must keep it (schedule)."""
+    return field(default=default, metadata={"help": help, "valid": valid, "rule": rule, "schedule": schedule,
+                                            "choices": choices, "metavar": metavar})
+
+
+@dataclass
+class TrainSettings:
+    epochs: int = option(30, "epochs of the cosine schedule", lambda v: v >= 1, "at least 1")
+    batch_size: int = option(64, "faces per step", lambda v: v >= 1, "at least 1")
+    optimizer: str = option("adam", "Adam, or SGD with Nesterov momentum (--momentum)", choices=tuple(DEFAULT_LR))
+    lr: float = option(None, "peak learning rate (default: 1e-3 for adam, 0.05 for sgd)",
+                       lambda v: _finite(v) and 1e-10 <= v <= 1e4, "a positive number from 1e-10 to 1e4 (such as 1e-3)")
+    momentum: float = option(0.9, "Nesterov momentum of --optimizer sgd", lambda v: _finite(v) and 0 <= v < 1,
+                             "in [0, 1)")
+    warmup_epochs: float = option(1.0, "linear warm-up before the cosine decay",
+                                  lambda v: _finite(v) and v >= 0, "0 or more")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy", lambda v: _finite(v) and 0 <= v < 1,
+                                    "in [0, 1)")
+    patience: int = option(10, "stop after this many epochs without a better PublicTest accuracy",
+                           lambda v: v >= 1, "at least 1", schedule=False)
+    seed: int = option(0, "seeds the weights, the batch order and the augmentation", lambda v: 0 <= v < 2 ** 32,
+                       f"in 0..{2 ** 32 - 1}")
+    data: str = option("data/fer2013.npz", "preprocess cache or any FER-2013 download", schedule=False)
+    labels: str = option("fer2013", "train on FER-2013's labels, or on FER+'s vote shares over the 7 emotions (soft "
+                         "targets), or on both (--fer2013-weight), choosing checkpoints on FER+'s PublicTest majority "
+                         "labels for ferplus and both, which need a cache made with preprocess.py --ferplus",
+                         choices=LABELS)
+    fer2013_weight: float = option(0.3, "with --labels both, the targets are (1 - W) x FER+'s vote shares + W x the "
+                                   "FER-2013 label", lambda v: _finite(v) and 0 < v < 1, "in (0, 1)", metavar="W")
+    init_from: str = option(None, "start from the best weights of this checkpoint folder (same model and "
+                            "hyperparameters) instead of random ones: fine-tuning", schedule=False, metavar="DIR")
+    erase: float = option(0.0, "random erasing: blank one random rectangle (2-20%% of the face) of each training face "
+                          "with probability P (0 is off)", lambda v: _finite(v) and 0 <= v <= 1,
+                          "a probability in [0, 1]", metavar="P")
+    mixup: float = option(0.0, "mixup: train on each face blended with another face of its batch, weight "
+                          "max(u, 1 - u) with u ~ Beta(ALPHA, ALPHA), the targets blended alike (0 is off; 0.2 is "
+                          "usual)", lambda v: _finite(v) and 0 <= v <= 10, "in [0, 10] (0 is off)", metavar="ALPHA")
+    teacher: str = option(None, "distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
+                          "(--distill); made from the same --data", metavar="NPZ")
+    distill: float = option(0.5, "with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the "
+                            "label", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]", metavar="W")
+    bf16: bool = option(False, "bfloat16 mixed precision: oneDNN runs the convolutions and matmuls of training in "
+                        "bfloat16 (weights and optimizer state stay float32); on CPUs with AVX-512 BF16 or AMX")
+    ema: float = option(0.0, "keep an exponential moving average of the weights (0.999 is usual): each epoch scores "
+                        "it on PublicTest too, and it becomes best/ when it beats both the raw weights and the best "
+                        "so far (0 is off)", lambda v: _finite(v) and 0 <= v < 1, "a decay in [0, 1) (0 is off)",
+                        metavar="DECAY")
+    refit: bool = option(False, "the final fit: train on Training + PublicTest with settings already chosen on "
+                         "PublicTest; best/ is then the last epoch's weights (PublicTest, now trained on, is still "
+                         "scored and logged, but chooses nothing) and --patience is ignored")
+    # Not an option: the number of Training faces, set once the data is read (a resume on other data is refused).
+    data_size: int = field(default=None, metadata={"schedule": True})
+
+    def __post_init__(self):
+        if self.lr is None and self.optimizer in DEFAULT_LR:  # the default depends on --optimizer
+            self.lr = DEFAULT_LR[self.optimizer]
+
+    def problems(self):
+        """One message per value out of its range or combination that cannot work; [] when all is well."""
+        found = []
+        for f in options():
+            value, valid = getattr(self, f.name), f.metadata["valid"]
+            if value is not None and valid is not None and not valid(value):
+                found.append(f"{flag(f)} must be {f.metadata['rule']}, got {value}")
+        if _finite(self.warmup_epochs) and _finite(self.epochs) and self.warmup_epochs > self.epochs:
+            found.append(f"--warmup-epochs must be at most --epochs ({self.epochs}), got {self.warmup_epochs}: the "
+                         "learning rate would never reach its peak")
+        if self.teacher and self.labels != "fer2013":
+            found.append("--teacher distils FER-2013 labels; it cannot be used with --labels ferplus or both, whose "
+                         "targets are FER+'s votes")
+        if self.refit and (self.labels != "fer2013" or self.teacher or self.ema):
+            found.append("--refit trains on FER-2013's labels without --teacher or --ema (the last epoch's weights "
+                         "are the model)")
+        return found
+
+    def to_json(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, recorded):
+        """config.json's "settings" -> TrainSettings; fields it lacks (added since) take their defaults, and
+        values older versions recorded as null where a field did not apply (distill without a teacher,
+        fer2013_weight without --labels both) too."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in (recorded or {}).items() if k in known}
+        for name in ("distill", "fer2013_weight"):
+            if values.get(name, 0) is None:
+                values.pop(name)
+        return cls(**values)
+
+    def changed_from(self, recorded):
+        """The schedule fields whose value differs from those of `recorded` (an older config.json's
+        settings) -> [(name, old value)]."""
+        old = TrainSettings.from_json(recorded)
+        return [(f.name, getattr(old, f.name)) for f in dataclasses.fields(self)
+                if f.metadata["schedule"] and getattr(old, f.name) != getattr(self, f.name)]
+
+
+def options():
+    """The fields that are command-line options (all but data_size)."""
+    return [f for f in dataclasses.fields(TrainSettings) if "help" in f.metadata]
+
+
+def flag(f):
+    return "--" + f.name.replace("_", "-")
+
+
+def add_options(parser):
+    """One --flag per option of TrainSettings, its help and default taken from the field."""
+    for f in options():
+        meta, kwargs = f.metadata, {"dest": f.name}
+        if f.type in (bool, "bool"):
+            kwargs.update(action="store_true", help=meta["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            kwargs.update(type=kind, default=f.default, choices=meta["choices"], metavar=meta["metavar"],
+                          help=meta["help"] + (" (default: %(default)s)" if f.default is not None else ""))
+        parser.add_argument(flag(f), **kwargs)
+
+
+def from_args(parser, args):
+    """The parsed options -> TrainSettings, or parser.error with the first problem (nothing written yet)."""
+    settings = TrainSettings(**{f.name: getattr(args, f.name) for f in options()})
+    problems = settings.problems()
+    if problems:
+        parser.error(problems[0])
+    return settings
