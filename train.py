@@ -254,8 +254,9 @@ def make_config(arch, hparams, run_settings):
 class Trainer:
     """The training graph of one run and its loop over epochs, saving into a RunFolder.
 
-    Each epoch's batch order, augmentation seed and mixup pairs depend only on (seed, epoch,
-    step), so a resumed epoch repeats them.  After each epoch: PublicTest scores, best/ if
+    Each epoch's batch order, each step's augmentation and dropout masks (stateless, fed
+    net.step_seed) and mixup pairs depend only on (seed, epoch, step), so a resumed run repeats
+    an uninterrupted one exactly.  After each epoch: PublicTest scores, best/ if
     better, last/, then run.commit.  An epoch whose training ended but whose scoring was
     interrupted is scored on resume; its training loss and accuracy are kept in the state.
     """
@@ -331,7 +332,8 @@ class Trainer:
                 if s.mixup:  # seeded by (seed, epoch, step in epoch): a resumed epoch mixes the same pairs
                     x, t = mixup(x, one_hot(sets.train_labels[batch]) if t is None else t, s.mixup,
                                  np.random.RandomState([s.seed, epoch, i]))
-                feed = {net.images: x, net.labels: sets.train_labels[batch], net.is_training: True, net.augment: True}
+                feed = {net.images: x, net.labels: sets.train_labels[batch], net.is_training: True, net.augment: True,
+                        net.step_seed: [s.seed, step]}  # stateless augmentation and dropout: resumes repeat them
                 if t is not None:
                     feed[self.targets] = t
                 fetches = [self.train_op, self.cross_entropy, self.correct] + ([self.summaries] if step % 50 == 0 else [])

@@ -1,6 +1,10 @@
 """Training-time augmentation, inside the graph so it runs in TensorFlow's thread pool.
 
-  augmented = augment(images, erase=0.0)    float32 (N, 48, 48, 1) -> same shape
+  augmented = augment(images, erase=0.0, seed=None)    float32 (N, 48, 48, 1) -> same shape
+
+seed None: TensorFlow's stateful random ops.  seed an int64 (2,) tensor (run seed, step), as
+train.py feeds: every draw is stateless, a function of the seed alone, so a run resumed at a
+step augments exactly as an uninterrupted one did there.
 
 Each face gets its own random horizontal flip, rotation (+-10 degrees),
 scale (0.9-1.1) and shift (+-4 px), applied as one projective warp with
@@ -16,6 +20,8 @@ import math
 # Plain TensorFlow: whoever builds a graph has set it up first (ferkit.cli.quiet_tensorflow).
 import tensorflow.compat.v1 as tf
 
+from models.layers import substream
+
 
 def augment(images, max_degrees=10.0, max_scale=0.1, max_shift=4.0, erase=0.0, seed=None):
     n = tf.shape(images)[0]
@@ -23,7 +29,9 @@ def augment(images, max_degrees=10.0, max_scale=0.1, max_shift=4.0, erase=0.0, s
     centre = (size - 1.0) / 2.0
 
     def uniform(low, high, s):
-        return tf.random.uniform([n], low, high, seed=None if seed is None else seed + s)
+        if seed is None:
+            return tf.random.uniform([n], low, high)
+        return tf.random.stateless_uniform([n], substream(seed, s), low, high)
 
     angle = uniform(-max_degrees, max_degrees, 0) * (math.pi / 180.0)
     scale = uniform(1.0 - max_scale, 1.0 + max_scale, 1)

@@ -51,7 +51,9 @@ def build(config, augmentation=False, trainable=True, uint8_faces=False):
 
     Returns a namespace: images float32 (N, 48, 48, 1) placeholder, labels int32 (N,)
     placeholder, is_training (a bool placeholder, default False; Python False when
-    not trainable) and augment bool placeholders (default False),
+    not trainable) and augment bool placeholders (default False), step_seed (with
+    augmentation: an int64 (2,) placeholder, (run seed, step), that makes augmentation and
+    dropout stateless, so that a resumed run repeats an uninterrupted one exactly; else None),
     logits (N, 7), probabilities (N, 7), end_points, and model_variables
     (exactly the variables the model created, which is what best/ saves).
     uint8_faces=True (exported graphs): images is a uint8 placeholder named "faces" taking
@@ -69,12 +71,14 @@ def build(config, augmentation=False, trainable=True, uint8_faces=False):
     is_training = tf.placeholder_with_default(False, [], name="is_training") if trainable else False
     augment = tf.placeholder_with_default(False, [], name="augment")
     erase = config.get("settings", {}).get("erase", 0.0)   # train.py --erase
-    inputs = tf.cond(augment, lambda: augment_images(inputs, erase=erase), lambda: inputs) if augmentation else inputs
+    step_seed = tf.placeholder_with_default(tf.zeros([2], tf.int64), [2], name="step_seed") if augmentation else None
+    if augmentation:
+        inputs = tf.cond(augment, lambda: augment_images(inputs, erase=erase, seed=step_seed), lambda: inputs)
     before = set(tf.global_variables())
-    logits, end_points = models.inference(config["model"], inputs, is_training, **config["hparams"])
+    logits, end_points = models.inference(config["model"], inputs, is_training, seed=step_seed, **config["hparams"])
     model_variables = [v for v in tf.global_variables() if v not in before]
     return SimpleNamespace(images=images, labels=labels, is_training=is_training, augment=augment,
-                           logits=logits, probabilities=tf.nn.softmax(logits, name="probabilities"),
+                           step_seed=step_seed, logits=logits, probabilities=tf.nn.softmax(logits, name="probabilities"),
                            end_points=end_points, model_variables=model_variables)
 
 
@@ -175,7 +179,7 @@ def session_config(bfloat16):
 
 def _reason(error):
     """The line of a TensorFlow error message that says what went wrong (not where in the graph)."""
-    lines = [l.strip() for l in error.message.splitlines() if l.strip()]
+    lines = [l.strip() for l in str(getattr(error, "message", error)).splitlines() if l.strip()]
     skip = ("Graph execution error", "Detected at node", "File ", "Node:", "[[")
     return next((l for l in reversed(lines) if not l.startswith(skip)), lines[0] if lines else "unknown error")[:200]
 
@@ -209,12 +213,14 @@ def restore(session, variables, folder, which="best"):
                 raise tf.errors.InvalidArgumentError(None, None, f"{name}: shape {value.shape} in the checkpoint, "
                                                                  f"{tuple(v.shape)} in the model")
             v.load(value.astype(v.dtype.as_numpy_dtype), session)
-    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-        raise UserError(f"{path}: the weights file is damaged or incomplete ({_reason(e)}); "
-                        "copy the checkpoint folder again, or train again") from None
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         raise UserError(f"{path}: the weights do not match {CONFIG}'s model ({_reason(e)}); "
                         f"was {CONFIG} edited, or copied from another folder?") from None
+    except (tf.errors.OpError, ValueError, IndexError) as e:
+        # DataLoss, OutOfRange, and the plain OpError of the checkpoint reader (float16 weights are
+        # read through it): a truncated or flipped weights file, a junk index.
+        raise UserError(f"{path}: the weights file is damaged or incomplete ({_reason(e)}); "
+                        "copy the checkpoint folder again, or train again") from None
     return path
 
 

@@ -1,6 +1,6 @@
 """The models, by name, and the loss they share.
 
-  logits, end_points = models.inference(name, images, is_training, **hparams)
+  logits, end_points = models.inference(name, images, is_training, seed=None, **hparams)
   loss = models.loss(logits, labels, label_smoothing)   # or targets=(N, 7) distributions
   hparams = models.default_hparams(name)
 
@@ -37,7 +37,8 @@ def default_hparams(name):
     """The keyword defaults of the model function: its hyperparameters, as saved beside checkpoints."""
     params = inspect.signature(get(name)).parameters
     return {k: p.default for k, p in params.items()
-            if p.default is not inspect.Parameter.empty and k not in ("num_classes", "local_attention", "global_attention")}
+            if p.default is not inspect.Parameter.empty
+            and k not in ("num_classes", "local_attention", "global_attention", "seed")}
 
 
 def check_hparams(name, hparams):
@@ -64,9 +65,10 @@ def check_hparams(name, hparams):
                 raise ValueError(f"{key}={value!r}: must be at least 0")
 
 
-def inference(name, images, is_training, **hparams):
-    """Build model `name` on images (N, 48, 48, 1) -> logits (N, 7), end_points."""
-    return get(name)(images, is_training, **hparams)
+def inference(name, images, is_training, seed=None, **hparams):
+    """Build model `name` on images (N, 48, 48, 1) -> logits (N, 7), end_points.  seed: None, or an
+    int64 (2,) tensor that makes training's dropout stateless (a function of the seed alone)."""
+    return get(name)(images, is_training, seed=seed, **hparams)
 
 
 def loss(logits, labels=None, label_smoothing=0.0, targets=None):

@@ -59,8 +59,9 @@ def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
 
 def inference(images, is_training, num_classes=7, local_attention=True, global_attention=True,
               lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4,
-              first_width=32, residual_stages=0):
-    """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict."""
+              first_width=32, residual_stages=0, seed=None):
+    """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict.
+    seed: None or an int64 (2,) tensor for stateless dropout (layers.dropout)."""
     end_points = {}
     with tf.variable_scope("cnn"):
         x = cnn(images, is_training, weight_decay, first_width, residual_stages)
@@ -82,5 +83,6 @@ def inference(images, is_training, num_classes=7, local_attention=True, global_a
         summary = tf.reduce_sum(states * weights[..., None], axis=1)
     else:
         summary = states[:, -1]
-    logits = layers.dense(layers.dropout(summary, dropout, is_training), num_classes, "logits")
+    logits = layers.dense(layers.dropout(summary, dropout, is_training,
+                                                None if seed is None else layers.substream(seed, 32)), num_classes, "logits")
     return logits, end_points

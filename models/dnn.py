@@ -21,8 +21,10 @@ def _lrn(x):
     return tf.nn.local_response_normalization(x, depth_radius=4, bias=1.0, alpha=0.001 / 9.0, beta=0.75)
 
 
-def inference(images, is_training, num_classes=7, dropout=0.25, weight_decay=1e-4):
-    """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict."""
+def inference(images, is_training, num_classes=7, dropout=0.25, weight_decay=1e-4, seed=None):
+    """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict.
+    seed: None or an int64 (2,) tensor for stateless dropout (layers.dropout), one stream per layer."""
+    seeds = (None, None) if seed is None else (layers.substream(seed, 32), layers.substream(seed, 33))
     end_points = {}
     x = conv2d(images, 64, 5, "conv1", weight_decay)
     x = _lrn(max_pool(x, 3, 2))                                   # (N, 24, 24, 64)
@@ -30,8 +32,8 @@ def inference(images, is_training, num_classes=7, dropout=0.25, weight_decay=1e-
     x = max_pool(_lrn(x), 3, 2)                                   # (N, 12, 12, 64)
     end_points["features"] = x
     x = tf.reshape(x, [-1, x.shape[1] * x.shape[2] * x.shape[3]])
-    x = dense(layers.dropout(x, dropout, is_training), 384, "dense1", weight_decay, relu=True)
-    x = dense(layers.dropout(x, dropout, is_training), 192, "dense2", weight_decay, relu=True)
+    x = dense(layers.dropout(x, dropout, is_training, seeds[0]), 384, "dense1", weight_decay, relu=True)
+    x = dense(layers.dropout(x, dropout, is_training, seeds[1]), 192, "dense2", weight_decay, relu=True)
     logits = dense(x, num_classes, "logits")
     return logits, end_points
 

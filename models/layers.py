@@ -79,11 +79,24 @@ def max_pool(x, size=2, stride=2):
     return tf.nn.max_pool2d(x, size, stride, padding="SAME")
 
 
-def dropout(x, rate, is_training):
-    """Dropout at `rate` while training, identity otherwise (is_training: bool tensor or Python bool)."""
+def substream(seed, k):
+    """The k-th (0..63) independent stateless seed derived from seed, an int64 (2,) tensor
+    (run seed, step): (run seed x 64 + k, step), so streams never meet across steps or uses."""
+    return seed * tf.constant([64, 1], tf.int64) + tf.constant([k, 0], tf.int64)
+
+
+def dropout(x, rate, is_training, seed=None):
+    """Dropout at `rate` while training, identity otherwise (is_training: bool tensor or Python bool).
+
+    seed: None, or an int64 (2,) tensor that makes the mask a function of it alone (stateless), so
+    that a resumed run draws the same masks at the same step as an uninterrupted one.
+    """
     if not rate or is_training is False:
         return x
-    return tf.nn.dropout(x, rate=tf.where(is_training, rate, 0.0))
+    if seed is None:
+        return tf.nn.dropout(x, rate=tf.where(is_training, rate, 0.0))
+    keep = tf.cast(tf.random.stateless_uniform(tf.shape(x), seed=seed) >= rate, x.dtype) / (1.0 - rate)
+    return tf.where(is_training, x * keep, x)
 
 
 def attention(features, units, scope):

@@ -12,7 +12,8 @@ def erased(erase, n=400, seed=1):
     from ferkit.augment import augment, tf
     with tf.Graph().as_default(), tf.Session() as session:
         faces = tf.ones([n, 48, 48, 1])
-        out = augment(faces, max_degrees=0.0, max_scale=0.0, max_shift=0.0, erase=erase, seed=seed)
+        out = augment(faces, max_degrees=0.0, max_scale=0.0, max_shift=0.0, erase=erase,
+                      seed=tf.constant([seed, 0], tf.int64))
         return session.run(out)[..., 0]
 
 

@@ -98,6 +98,54 @@ def test_kill_9_at_any_moment_never_loses_the_best_model(tmp_path, synthetic_cac
     assert report["accuracy"] == pytest.approx(state["best_accuracy"], abs=1e-6)
 
 
+def end_state(folder):
+    """What a finished run leaves, less its timings: state.json, log rows, file names, every weight."""
+    import numpy as np
+    import tensorflow as tf
+    state = json.loads((folder / "state.json").read_text())
+    timing = ("seconds", "images_per_s")
+    state["log"] = [{k: v for k, v in r.items() if k not in timing} for r in state["log"]]
+    with open(folder / "log.csv") as f:
+        rows = [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.name.startswith("events.out"))
+    weights = {which: {name: tf.train.load_checkpoint(str(folder / which)).get_tensor(name)
+                       for name, _ in tf.train.list_variables(str(folder / which))} for which in ("best", "last")}
+    return state, rows, names, {w: {k: np.asarray(v).tobytes() for k, v in d.items()} for w, d in weights.items()}
+
+
+@pytest.mark.slow
+def test_every_interruption_resumes_to_the_uninterrupted_runs_end_state(tmp_path, synthetic_cache):
+    """Killed (SIGKILL) or interrupted (Ctrl-C) at each step of the save sequence, or at a random
+    moment inside an epoch, then the same command again: the same files, log and weights, to the bit,
+    as a run that was never stopped (batch order, augmentation and dropout are functions of the step)."""
+    epochs = 3  # 84 faces / 16: 5 steps an epoch
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(train_command(reference, synthetic_cache, epochs), cwd=ROOT, capture_output=True, check=True)
+    expected = end_state(reference)
+    for i, kill in enumerate(["scoring:2", "scoring:2:INT", "after_best:2", "after_last:1", "before_state:3",
+                              "after_state:2", "after_last:3", "random"]):
+        folder = tmp_path / f"run{i}"
+        command = train_command(folder, synthetic_cache, epochs)
+        if kill == "random":
+            proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            deadline = time.time() + 60
+            while not (folder / "state.json").exists() and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # inside the second epoch's steps
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate()
+        else:
+            proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, FERKIT_KILL_AT=kill), capture_output=True)
+            assert proc.returncode == (130 if kill.endswith("INT") else -signal.SIGKILL), (kill, proc.stderr[-500:])
+        subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+        got = end_state(folder)
+        assert got[:3] == expected[:3], kill
+        for which in ("best", "last"):
+            assert got[3][which].keys() == expected[3][which].keys(), kill
+            differing = [k for k in got[3][which] if got[3][which][k] != expected[3][which][k]]
+            assert not differing, (kill, which, differing[:3])
+
+
 def test_finished_models_are_never_trained_over(tmp_path, synthetic_cache):
     shipped = tmp_path / "dnn"
     shutil.copytree(os.path.join(backends.PRETRAINED, "dnn"), shipped)
@@ -312,6 +360,37 @@ def test_damaged_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint,
         assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("damage, phrase", [
+    ("truncate", "the weights file is damaged or incomplete"),
+    ("flip", "the weights file is damaged or incomplete"),
+    ("junk index", "the weights file is damaged or incomplete"),
+])
+def test_damaged_float16_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint, synthetic_cache, damage, phrase):
+    """The shipped checkpoints are float16 (checkpoints.halve), read through another path than float32's."""
+    from ferkit import checkpoints
+    folder = tmp_path / "half"
+    shutil.copytree(tiny_checkpoint, folder)
+    shutil.rmtree(folder / "last")
+    checkpoints.halve(str(folder))
+    weights, = (folder / "best").glob("*.data-*")
+    index, = (folder / "best").glob("*.index")
+    content = bytearray(weights.read_bytes())
+    if damage == "truncate":
+        weights.write_bytes(bytes(content[:len(content) // 2]))
+    elif damage == "flip":
+        content[len(content) // 2] ^= 0xFF
+        weights.write_bytes(bytes(content))
+    else:
+        index.write_bytes(b"\x00junk" * 50)
+    sample = os.path.join(ROOT, "samples", "astronaut.png")
+    for proc in (run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache),
+                 run_script("predict.py", sample, "--checkpoint", folder),
+                 run_script("export.py", "--checkpoint", folder, "--out", tmp_path / "x.tflite")):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-800:]
+        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.tflite").exists()
+
+
 def log_without_times(folder):
     """log.csv's rows without the columns that measure time."""
     rows = list(csv.DictReader(open(folder / "log.csv")))
@@ -320,9 +399,7 @@ def log_without_times(folder):
 
 def test_ctrl_c_while_scoring_is_scored_on_resume(tmp_path, synthetic_cache):
     """Ctrl-C during the end-of-epoch PublicTest scoring: the epoch is scored when the same command
-    runs again, with the training loss and accuracy it had, as an uninterrupted run scores it.
-    (The epochs after a resume differ from an uninterrupted run's in their augmentation draws:
-    TensorFlow's in-graph random state starts afresh with the process.)"""
+    runs again, with the training loss and accuracy it had, as an uninterrupted run scores it."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", whole, check=0)
     env = dict(os.environ, FERKIT_KILL_AT="scoring:2:INT")

@@ -1,0 +1,117 @@
+"""How YuNet's score threshold trades faces found against false faces on photos with no face.
+
+    python benchmarks/bench_false_faces.py [--data data/fer2013.npz] [--faces 600] [--faceless 600]
+
+Photos with a face: PublicTest faces pasted into synthetic photos (ferkit.roundtrip.face_photo:
+upscaled to 150-250 px, rotated up to 15 degrees, on blurred noise), plus the two real photos
+at hand (samples/astronaut.png and matplotlib's grace_hopper.jpg).  Photos with no face: 640x480
+crops, at random scales, of what matplotlib ships that holds no face (two terrain models shaded
+as relief, which look like craters and hills; an MRI slice; a photo of a package; a logo), blurred
+noise like the pasted faces' backgrounds, and stripes and checkerboards.  Each photo is searched
+as YuNetDetector searches it (the coarse search, then the full-size one when that finds nothing)
+and the table gives, for each threshold of each search, the share of faces found and the false
+faces per 100 faceless photos.  PrivateTest is never read.
+"""
+import argparse
+import os
+import sys
+
+import cv2
+import numpy as np
+
+from ferkit import data
+from ferkit.detectors import YuNetDetector, _search_scale
+from ferkit.roundtrip import PHOTO, face_at, face_photo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def relief(height):
+    """A height map -> uint8 shaded relief (light from the north-west), as a photo of terrain looks."""
+    dy, dx = np.gradient(height.astype(np.float64))
+    shade = (dx - dy) / np.sqrt(1 + dx ** 2 + dy ** 2)
+    return cv2.normalize(shade, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+
+
+def faceless_sources():
+    """Grayscale or BGR images with no face in them, from matplotlib's sample data and made here."""
+    from matplotlib import cbook
+    sources = []
+    for name, key in (("jacksboro_fault_dem.npz", "elevation"), ("topobathy.npz", "topo")):
+        with np.load(cbook.get_sample_data(name)) as f:
+            sources.append(relief(f[key]))
+    with cbook.get_sample_data("s1045.ima.gz") as f:
+        sources.append(cv2.normalize(np.frombuffer(f.read(), "<i2").reshape(256, 256), None, 0, 255,
+                                     cv2.NORM_MINMAX).astype(np.uint8))
+    for name in ("Minduka_Present_Blue_Pack.png", "logo2.png"):
+        sources.append(cv2.imread(cbook.get_sample_data(name, asfileobj=False)))
+    ys, xs = np.mgrid[0:480, 0:640]
+    sources += [((xs // 40 + ys // 40) % 2 * 255).astype(np.uint8), ((np.sin(xs / 9.0) + 1) * 127).astype(np.uint8)]
+    return sources
+
+
+def faceless_photo(sources, rng):
+    """A 640x480 BGR crop of a random source at a random scale (or blurred noise), randomly lit."""
+    kind = rng.integers(len(sources) + 1)
+    if kind == len(sources):
+        noise = rng.integers(0, 256, PHOTO, dtype=np.uint8)
+        gray = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), rng.uniform(3, 20)), None, 30, 220, cv2.NORM_MINMAX)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    image = sources[kind]
+    image = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    scale = max(PHOTO[0] / image.shape[0], PHOTO[1] / image.shape[1]) * rng.uniform(1.0, 3.0)
+    big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    y, x = rng.integers(big.shape[0] - PHOTO[0] + 1), rng.integers(big.shape[1] - PHOTO[1] + 1)
+    crop = big[y:y + PHOTO[0], x:x + PHOTO[1]].astype(np.float32)
+    return np.clip(crop * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
+
+
+def searches(detector, photo):
+    """Both of YuNetDetector's searches of a photo, at a low threshold: (coarse, full) lists of Detection."""
+    coarse = _search_scale(photo.shape, detector.min_face, detector.WINDOW, detector.max_side)
+    full = min(1.0, detector.max_side / max(photo.shape[:2]))
+    return detector._search(photo, coarse), (detector._search(photo, full) if full > coarse else [])
+
+
+def found_at(pair, coarse_t, full_t):
+    """What the detector returns with these thresholds: the coarse search's faces, else the full one's."""
+    coarse, full = pair
+    return [d for d in coarse if d.score >= coarse_t] or [d for d in full if d.score >= full_t]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/fer2013.npz")
+    parser.add_argument("--faces", type=int, default=600)
+    parser.add_argument("--faceless", type=int, default=600)
+    args = parser.parse_args()
+    from matplotlib import cbook
+    detector = YuNetDetector(score_threshold=0.3)
+    rng = np.random.default_rng(0)
+    faces, _ = data.load(args.data, splits=("PublicTest",)).splits["PublicTest"]
+    with_face = []
+    for i in rng.choice(len(faces), min(args.faces, len(faces)), replace=False):
+        photo, centre = face_photo(faces[i, :, :, 0], rng)
+        with_face.append((searches(detector, photo), centre))
+    real = [cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")),
+            cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
+    sources = faceless_sources()
+    faceless = [searches(detector, faceless_photo(sources, rng)) for _ in range(args.faceless)]
+    print(f"{len(with_face)} photos with a pasted PublicTest face, {len(faceless)} photos with no face; "
+          "found = the pasted face among the detections; false = detections on faceless photos")
+    print(f"{'coarse':>7} {'full':>5} {'faces found':>12} {'false per 100':>14} {'photos with one':>16}  real photos")
+    for coarse_t in THRESHOLDS:
+        for full_t in THRESHOLDS:
+            if full_t < coarse_t:
+                continue
+            hits = np.mean([face_at(found_at(p, coarse_t, full_t), c) is not None for p, c in with_face])
+            false = [len(found_at(p, coarse_t, full_t)) for p in faceless]
+            real_found = sum(bool(found_at(searches(detector, r), coarse_t, full_t)) for r in real)
+            print(f"{coarse_t:7.1f} {full_t:5.1f} {hits:12.1%} {100 * np.mean(false):14.1f} "
+                  f"{np.mean(np.array(false) > 0):16.1%}  {real_found} of {len(real)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
