@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ferkit import DEFAULT_MODEL, cli
-from ferkit.detectors import DETECTORS
+from ferkit.detectors import DETECTORS, MIN_SCORE
 from ferkit.dataset import EMOTIONS
 from ferkit import photos
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, captured_stderr, list_images, read_image
@@ -236,6 +236,9 @@ def main():
                      help="a checkpoint folder written by train.py, or a .tflite file or SavedModel folder written by export.py")
     parser.add_argument("--detector", default="yunet", choices=DETECTORS,
                         help="face detector: yunet (a small CNN, with landmarks, default) or haar (OpenCV's cascade, boxes only)")
+    parser.add_argument("--min-score", type=float, default=MIN_SCORE, metavar="S",
+                        help="the YuNet score a face needs, in (0, 1]: higher finds fewer false faces and misses more "
+                             "real ones (default: %(default)s; docs/photos.md has the measured trade-off)")
     parser.add_argument("--json", action="store_true", help="print a JSON list of {path, faces, error}")
     parser.add_argument("--annotate", metavar="OUT_DIR", help="write each image (or the video) with boxes and emotions drawn")
     parser.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
@@ -252,6 +255,8 @@ def main():
     args = parser.parse_args()
     if args.max_pixels < 1:
         parser.error(f"--max-pixels must be at least 1, got {args.max_pixels}")
+    if not 0 < args.min_score <= 1:  # NaN fails this too
+        parser.error(f"--min-score must be in (0, 1], got {args.min_score}")
     photos.MAX_PIXELS = args.max_pixels
     os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(args.max_pixels)  # OpenCV reads it at its first decode
     streaming = args.camera is not None or args.video is not None
@@ -280,7 +285,7 @@ def main():
     path = backends.resolve(args.checkpoint, args.model)
     backends.check(path)  # a wrong name or folder: before TensorFlow loads
     from ferkit.recognizer import Recognizer
-    recognizer = Recognizer(checkpoint=path, detector=None if args.no_detect else args.detector)
+    recognizer = Recognizer(checkpoint=path, detector=None if args.no_detect else args.detector, min_score=args.min_score)
     if args.explain and "local_attention" not in recognizer.classifier.extras:
         raise cli.UserError(f"--explain needs a model with local attention; {recognizer.name} has none (try --model acnn_alstm)")
     return (predict_stream if streaming else predict_photos)(recognizer, args)

@@ -39,7 +39,7 @@ def faceless_sources():
     from matplotlib import cbook
     sources = []
     for name, key in (("jacksboro_fault_dem.npz", "elevation"), ("topobathy.npz", "topo")):
-        with np.load(cbook.get_sample_data(name)) as f:
+        with cbook.get_sample_data(name) as f:
             sources.append(relief(f[key]))
     with cbook.get_sample_data("s1045.ima.gz") as f:
         sources.append(cv2.normalize(np.frombuffer(f.read(), "<i2").reshape(256, 256), None, 0, 255,

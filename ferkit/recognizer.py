@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ferkit import DEFAULT_MODEL, backends
-from ferkit.detectors import make_detector
+from ferkit.detectors import MIN_SCORE, make_detector
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE
 from ferkit.faces import crop_face, face_to_48
 from ferkit.photos import PhotoError, as_bgr, read_image
@@ -35,11 +35,12 @@ class Recognizer:
     checkpoint: a checkpoint folder written by train.py, or a .tflite file or SavedModel folder
     written by export.py (ferkit.backends.load).
     detector: "yunet" (default), "haar", or None to treat each whole image as one face.
+    min_score: the YuNet score a face needs (ferkit.detectors.MIN_SCORE; Haar has no score).
     """
 
-    def __init__(self, model=DEFAULT_MODEL, checkpoint=None, detector="yunet", bfloat16=False):
+    def __init__(self, model=DEFAULT_MODEL, checkpoint=None, detector="yunet", bfloat16=False, min_score=MIN_SCORE):
         self.classifier = backends.load(backends.resolve(checkpoint, model), bfloat16=bfloat16)
-        self.detector = make_detector(detector) if detector else None
+        self.detector = make_detector(detector, min_score) if detector else None
 
     @property
     def name(self):

@@ -510,6 +510,7 @@ def test_hostile_images_are_one_line_each_and_the_rest_still_run(tmp_path):
     (("train.py", "--arch", "dnn", "--epochs", "0"), "--epochs must be at least 1"),
     (("evaluate.py", "--model", "dnn", "--split", "Nope"), "invalid choice: 'Nope'"),
     (("predict.py", "x.png", "--max-pixels", "0"), "--max-pixels must be at least 1"),
+    (("predict.py", "x.png", "--min-score", "nan"), "--min-score must be in (0, 1], got nan"),
 ])
 def test_option_errors_are_one_line(args, phrase):
     proc = run_script(*args)

@@ -111,6 +111,13 @@ def test_small_photos_give_the_same_answer_every_time_and_small_faces_are_found(
     assert len(per_photo[4][0]) == 1  # a 60 px wide face photo is padded, not refused
 
 
+def test_min_score_is_the_detectors_threshold():
+    from ferkit import Recognizer
+    face, = YuNetDetector().detect(cv2.imread(SAMPLE))
+    assert len(Recognizer(min_score=face.score - 0.01).recognize(SAMPLE)) == 1
+    assert Recognizer(min_score=min(1.0, face.score + 0.01)).recognize(SAMPLE) == []
+
+
 def test_no_face_in_a_gradient_and_haar_still_works():
     gradient = cv2.cvtColor(np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1)), cv2.COLOR_GRAY2BGR)
     assert YuNetDetector().detect(gradient) == []
