@@ -1,4 +1,7 @@
-"""predict.py on real photos: the bundled sample, no face, several faces, bad files, JSON, drawings, parity."""
+"""predict.py on real photos: the bundled sample, no face, several faces, bad files, JSON, drawings, parity.
+
+The tests run the tiny model's .tflite export (tiny_tflite: LiteRT, no TensorFlow, as predict runs the
+shipped models); the parity test runs its checkpoint, which the export matches (tests/test_export.py)."""
 import json
 import os
 
@@ -39,54 +42,54 @@ def check_entry_shape(entry):
         assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
 
 
-def test_bundled_photo_face_found_where_it_is(tiny_checkpoint):
-    _, result = predict(tiny_checkpoint, SAMPLE, check=0)
+def test_bundled_photo_face_found_where_it_is(tiny_tflite):
+    _, result = predict(tiny_tflite, SAMPLE, check=0)
     assert len(result) == 1 and result[0]["error"] is None
     check_entry_shape(result[0])
     assert len(result[0]["faces"]) == 1 and centre_in_face(result[0]["faces"][0]["box"])
 
 
-def test_readable_default_output(tiny_checkpoint):
-    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, check=0)
+def test_readable_default_output(tiny_tflite):
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_tflite, check=0)
     line, = proc.stdout.strip().splitlines()
     assert line.startswith(f"{SAMPLE}: face at (") and line.split()[-2] in EMOTIONS
 
 
-def test_photo_without_a_face(tiny_checkpoint, tmp_path):
+def test_photo_without_a_face(tiny_tflite, tmp_path):
     gradient = np.tile(np.linspace(0, 255, 640, dtype=np.uint8), (480, 1))
     cv2.imwrite(str(tmp_path / "wall.png"), gradient)
-    _, result = predict(tiny_checkpoint, tmp_path / "wall.png", check=0)
+    _, result = predict(tiny_tflite, tmp_path / "wall.png", check=0)
     assert result == [{"path": str(tmp_path / "wall.png"), "faces": [], "error": None}]
 
 
-def test_several_faces_largest_first(tiny_checkpoint, tmp_path):
+def test_several_faces_largest_first(tiny_tflite, tmp_path):
     photo = cv2.imread(SAMPLE)
     small = cv2.resize(photo, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
     group = np.zeros((512, 512 + small.shape[1], 3), np.uint8)
     group[:, :512], group[:small.shape[0], 512:] = photo, small
     cv2.imwrite(str(tmp_path / "two.jpg"), group)
-    _, result = predict(tiny_checkpoint, tmp_path / "two.jpg", check=0)
+    _, result = predict(tiny_tflite, tmp_path / "two.jpg", check=0)
     faces = result[0]["faces"]
     assert len(faces) == 2
     assert faces[0]["box"][2] > faces[1]["box"][2]  # largest first
     assert centre_in_face(faces[0]["box"]) and centre_in_face(faces[1]["box"], 0.75, 512)
-    _, result = predict(tiny_checkpoint, tmp_path / "two.jpg", "--largest", check=0)
+    _, result = predict(tiny_tflite, tmp_path / "two.jpg", "--largest", check=0)
     assert [f["box"] for f in result[0]["faces"]] == [faces[0]["box"]]
 
 
-def test_alpha_16_bit_and_one_channel_images_work(tiny_checkpoint, tmp_path):
+def test_alpha_16_bit_and_one_channel_images_work(tiny_tflite, tmp_path):
     photo = cv2.imread(SAMPLE)
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     cv2.imwrite(str(tmp_path / "a_alpha.png"), cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA))
     cv2.imwrite(str(tmp_path / "b_16bit.png"), photo.astype(np.uint16) * 257)
     cv2.imwrite(str(tmp_path / "c_gray.png"), gray)
-    _, result = predict(tiny_checkpoint, tmp_path, check=0)  # a folder of them
+    _, result = predict(tiny_tflite, tmp_path, check=0)  # a folder of them
     assert [os.path.basename(e["path"]) for e in result] == ["a_alpha.png", "b_16bit.png", "c_gray.png"]
     for entry in result:
         assert entry["error"] is None and len(entry["faces"]) == 1 and centre_in_face(entry["faces"][0]["box"])
 
 
-def test_bad_files_reported_and_others_processed(tiny_checkpoint, tmp_path):
+def test_bad_files_reported_and_others_processed(tiny_tflite, tmp_path):
     encoded = cv2.imencode(".jpg", cv2.imread(SAMPLE))[1].tobytes()
     png = cv2.imencode(".png", cv2.imread(SAMPLE))[1].tobytes()
     bad = {
@@ -100,7 +103,7 @@ def test_bad_files_reported_and_others_processed(tiny_checkpoint, tmp_path):
         if content is not None:
             (tmp_path / name).write_bytes(content)
     paths = [tmp_path / n for n in bad] + [SAMPLE]
-    proc, result = predict(tiny_checkpoint, *paths)
+    proc, result = predict(tiny_tflite, *paths)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     errors = {os.path.basename(e["path"]): e["error"] for e in result}
     assert "No such file" in errors["missing.jpg"] and errors["empty.jpg"] == "empty file"
@@ -113,8 +116,8 @@ def test_bad_files_reported_and_others_processed(tiny_checkpoint, tmp_path):
         check_entry_shape(entry)
 
 
-def test_annotate_and_explain_write_images(tiny_checkpoint, tmp_path):
-    run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, "--annotate", tmp_path / "ann",
+def test_annotate_and_explain_write_images(tiny_tflite, tmp_path):
+    run_script("predict.py", SAMPLE, "--checkpoint", tiny_tflite, "--annotate", tmp_path / "ann",
                "--explain", tmp_path / "exp", check=0)
     drawn = cv2.imread(str(tmp_path / "ann" / "astronaut.png"))
     assert drawn.shape == (512, 512, 3) and not np.array_equal(drawn, cv2.imread(SAMPLE))
@@ -137,33 +140,33 @@ def test_prediction_and_evaluation_see_the_same_input(tiny_checkpoint, synthetic
         np.testing.assert_allclose(list(face["probabilities"].values()), probabilities, atol=1e-4)
 
 
-def test_bad_arguments(tiny_checkpoint, tmp_path):
-    proc = run_script("predict.py", "--checkpoint", tiny_checkpoint)
+def test_bad_arguments(tiny_tflite, tmp_path):
+    proc = run_script("predict.py", "--checkpoint", tiny_tflite)
     assert proc.returncode == 2 and "give at least one image" in proc.stderr
     proc = run_script("predict.py", SAMPLE, "--checkpoint", tmp_path)
     assert proc.returncode == 2 and "not a checkpoint folder" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_haar_detector_still_available(tiny_checkpoint):
-    _, result = predict(tiny_checkpoint, SAMPLE, "--detector", "haar", check=0)
+def test_haar_detector_still_available(tiny_tflite):
+    _, result = predict(tiny_tflite, SAMPLE, "--detector", "haar", check=0)
     face, = result[0]["faces"]
     assert centre_in_face(face["box"]) and face["landmarks"] is None and face["score"] is None
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_exif_rotated_photo_boxes_in_upright_coordinates(tiny_checkpoint, tmp_path, orientation):
+def test_exif_rotated_photo_boxes_in_upright_coordinates(tiny_tflite, tmp_path, orientation):
     from test_photos import exif_photo
-    _, result = predict(tiny_checkpoint, exif_photo(tmp_path / "phone.jpg", orientation), check=0)
+    _, result = predict(tiny_tflite, exif_photo(tmp_path / "phone.jpg", orientation), check=0)
     face, = result[0]["faces"]
     assert centre_in_face(face["box"])
 
 
-def test_annotate_mirrors_the_input_tree_without_collisions(tiny_checkpoint, tmp_path):
+def test_annotate_mirrors_the_input_tree_without_collisions(tiny_tflite, tmp_path):
     photo = cv2.imread(SAMPLE)
     for rel in ("happy/a.jpg", "happy/a.png", "sad/a.jpg", "sad/deep/b.png", ".hidden/c.png"):
         (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "in" / rel), photo)
-    _, result = predict(tiny_checkpoint, tmp_path / "in", "--annotate", tmp_path / "out", check=0)
+    _, result = predict(tiny_tflite, tmp_path / "in", "--annotate", tmp_path / "out", check=0)
     assert [os.path.relpath(e["path"], tmp_path / "in") for e in result] == \
         ["happy/a.jpg", "happy/a.png", "sad/a.jpg", "sad/deep/b.png"]
     written = sorted(os.path.relpath(os.path.join(d, f), tmp_path / "out")
@@ -171,7 +174,7 @@ def test_annotate_mirrors_the_input_tree_without_collisions(tiny_checkpoint, tmp
     assert written == ["happy/a.jpg.png", "happy/a.png.png", "sad/a.png", "sad/deep/b.png"]
     # Two files of the same name from different folders, given one by one.
     run_script("predict.py", tmp_path / "in" / "happy" / "a.jpg", tmp_path / "in" / "sad" / "a.jpg",
-               "--checkpoint", tiny_checkpoint, "--annotate", tmp_path / "out2", check=0)
+               "--checkpoint", tiny_tflite, "--annotate", tmp_path / "out2", check=0)
     assert sorted(os.listdir(tmp_path / "out2")) == ["happy", "sad"]
 
 
@@ -192,17 +195,17 @@ def test_labels_of_neighbouring_faces_do_not_overlap():
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
 
 
-def test_api_gives_the_same_faces_as_the_cli(tiny_checkpoint):
+def test_api_gives_the_same_faces_as_the_cli(tiny_tflite):
     from ferkit import Recognizer
-    _, result = predict(tiny_checkpoint, SAMPLE, check=0)
-    recognizer = Recognizer(checkpoint=str(tiny_checkpoint))
+    _, result = predict(tiny_tflite, SAMPLE, check=0)
+    recognizer = Recognizer(checkpoint=str(tiny_tflite))
     assert recognizer.recognize(SAMPLE) == result[0]["faces"]
     bgr = cv2.imread(SAMPLE)
     assert recognizer.recognize(bgr) == result[0]["faces"]
     assert recognizer.recognize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), rgb=True) == result[0]["faces"]
 
 
-def test_video_to_csv_one_row_per_face_per_frame(tiny_checkpoint, tmp_path):
+def test_video_to_csv_one_row_per_face_per_frame(tiny_tflite, tmp_path):
     photo = cv2.resize(cv2.imread(SAMPLE), (320, 320), interpolation=cv2.INTER_AREA)
     video = str(tmp_path / "clip.avi")
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 320))
@@ -213,7 +216,7 @@ def test_video_to_csv_one_row_per_face_per_frame(tiny_checkpoint, tmp_path):
         writer.write(frame)
     writer.release()
     out = tmp_path / "emotions.csv"
-    proc = run_script("predict.py", "--video", video, "--checkpoint", tiny_checkpoint, "--csv", out,
+    proc = run_script("predict.py", "--video", video, "--checkpoint", tiny_tflite, "--csv", out,
                       "--every", 2, "--annotate", tmp_path / "ann", check=0)
     rows = out.read_text().splitlines()
     assert rows[0] == "frame,time_s,face,x,y,w,h,emotion," + ",".join(EMOTIONS)
@@ -226,22 +229,22 @@ def test_video_to_csv_one_row_per_face_per_frame(tiny_checkpoint, tmp_path):
     assert [f for f in os.listdir(tmp_path) if "tmp" in f] == [] and "7 frames read, 4 classified" in proc.stderr
 
 
-def test_stream_arguments_checked_before_anything_runs(tiny_checkpoint, tmp_path):
-    proc = run_script("predict.py", SAMPLE, "--video", "clip.mp4", "--checkpoint", tiny_checkpoint)
+def test_stream_arguments_checked_before_anything_runs(tiny_tflite, tmp_path):
+    proc = run_script("predict.py", SAMPLE, "--video", "clip.mp4", "--checkpoint", tiny_tflite)
     assert proc.returncode == 2 and "cannot be combined with --video" in proc.stderr
-    proc = run_script("predict.py", "--camera", 57, "--checkpoint", tiny_checkpoint)
+    proc = run_script("predict.py", "--camera", 57, "--checkpoint", tiny_tflite)
     assert proc.returncode == 2 and "cannot open camera 57" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     (tmp_path / "notes.txt").write_text("not a video\n")
-    proc = run_script("predict.py", "--video", tmp_path / "notes.txt", "--checkpoint", tiny_checkpoint)
+    proc = run_script("predict.py", "--video", tmp_path / "notes.txt", "--checkpoint", tiny_tflite)
     assert proc.returncode == 2 and "cannot read it as a video" in proc.stderr
-    proc = run_script("predict.py", SAMPLE, "--csv", tmp_path / "x.csv", "--checkpoint", tiny_checkpoint)
+    proc = run_script("predict.py", SAMPLE, "--csv", tmp_path / "x.csv", "--checkpoint", tiny_tflite)
     assert proc.returncode == 2 and "apply to --video and --camera only" in proc.stderr
 
 
-def test_output_folder_that_cannot_be_written(tiny_checkpoint, tmp_path):
+def test_output_folder_that_cannot_be_written(tiny_tflite, tmp_path):
     (tmp_path / "a_file").write_text("")
-    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, "--annotate", tmp_path / "a_file")
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_tflite, "--annotate", tmp_path / "a_file")
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_checkpoint, "--explain", tmp_path / "a_file" / "sub")
+    proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_tflite, "--explain", tmp_path / "a_file" / "sub")
     assert proc.returncode == 2 and "cannot create the folder" in proc.stderr
