@@ -89,8 +89,9 @@ def fault_point(name):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def init_weights(session, net, source, config):
-    """Restore the model variables from source's best/ weights (fine-tuning); the optimizer starts fresh."""
+def check_init_from(source, config):
+    """--init-from, before TensorFlow loads or anything is written: a finished folder of the same
+    model and hyperparameters, with best/ weights."""
     from ferkit import checkpoints
     old = checkpoints.read_config(source)
     if (old["model"], old["hparams"]) != (config["model"], config["hparams"]):
@@ -98,6 +99,11 @@ def init_weights(session, net, source, config):
                             f"not {config['model']} {config['hparams']}; fine-tune the same model")
     if checkpoints.latest(source, "best") is None:
         raise cli.UserError(f"--init-from {source}: no weights in best/")
+
+
+def init_weights(session, net, source):
+    """Restore the model variables from source's best/ weights (fine-tuning); the optimizer starts fresh."""
+    from ferkit import checkpoints
     path = checkpoints.restore(session, net.model_variables, source, "best")
     print(f"starting from {path}")
 
@@ -309,7 +315,7 @@ class Trainer:
                   f"(epoch {state['step'] // self.steps_per_epoch + 1})")
             return dict(state, log=state.get("log", []))
         if self.s.init_from:
-            init_weights(session, self.net, self.s.init_from, self.config)
+            init_weights(session, self.net, self.s.init_from)
         return {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
                 "finished": False, "log": []}
 
@@ -456,15 +462,20 @@ def main():
     if args.old_model:
         print(f"note: --model is now --arch in train.py (--model {args.old_model} still works)", file=sys.stderr)
     stop_on_sigterm()
-    tf = cli.quiet_tensorflow()
     from ferkit import checkpoints
+    if s.init_from:
+        checkpoints.read_config(s.init_from)  # a wrong folder fails at once, before TensorFlow loads
+    tf = cli.quiet_tensorflow()  # before the model's module imports it: without its start-up chatter
     hparams = model_hparams(args.arch, args.set)  # checked before any data is read
     sets = load_sets(s)
-    s.data_size = len(sets.train_labels)
+    from ferkit.data import fingerprint
+    s.data_size, s.data_fingerprint = len(sets.train_labels), fingerprint(sets.train_x, sets.train_labels)
     steps_per_epoch = s.data_size // s.batch_size  # drop the last partial batch: stable batch norm
     if steps_per_epoch == 0:
         raise cli.UserError(f"{s.data}: {s.data_size} Training faces, fewer than one batch of {s.batch_size}")
     config = make_config(args.arch, hparams, s)
+    if s.init_from:
+        check_init_from(s.init_from, config)
     run = runfolder.RunFolder(args.checkpoint_dir or os.path.join("runs", args.arch), config, args.overwrite,
                               s.changed_from)
     try:

@@ -298,9 +298,12 @@ def _read_image_folder(root, skip_bad, seed):
                 raise DataError(full, None, f"unknown emotion folder {emotion_dir!r}; expected one of {', '.join(EMOTIONS)}")
             label = EMOTIONS.index(emotion_dir.lower())
             for fname in sorted(os.listdir(full)):
-                if not fname.lower().endswith(IMAGE_EXTENSIONS):
-                    continue
                 fpath = os.path.join(full, fname)
+                if os.path.isdir(fpath):
+                    raise DataError(fpath, None, "a folder inside an emotion folder; the layout is train/<emotion>/"
+                                    "IMAGE (and test/<emotion>/IMAGE): move its images up, or remove it")
+                if fname.startswith(".") or not fname.lower().endswith(IMAGE_EXTENSIONS):
+                    continue  # hidden files (macOS's ._NAME resource forks, .DS_Store) as predict.py skips them
                 try:
                     gray = read_gray(fpath)
                 except PhotoError as e:
@@ -367,16 +370,42 @@ def load_cache(path, splits=SPLITS):
             raise DataError(path, None, "not a .npz cache (a cache is a zip of .npy arrays; this file is not a zip); "
                             "make one with: python preprocess.py --csv YOUR_DOWNLOAD --out " + os.fspath(path))
     try:
+        _check_array_sizes(path)
         with np.load(path, allow_pickle=False) as z:
             if not any(f"{s}_images" in z.files for s in SPLITS):
                 raise DataError(path, None, "cache holds no split; run preprocess.py again")
-            splits = {s: (z[f"{s}_images"], z[f"{s}_labels"].argmax(1)) for s in splits if f"{s}_images" in z.files}
+            raw = {s: (z[f"{s}_images"], z[f"{s}_labels"]) for s in splits if f"{s}_images" in z.files}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
         raise DataError(path, None, f"not a readable cache ({e}); run preprocess.py again") from None
-    for s, (images, _) in splits.items():
+    for s, (_, labels) in raw.items():
+        if labels.ndim != 2 or labels.shape[1] != NUM_CLASSES or not (labels.sum(1) > 0).all():
+            raise DataError(path, None, f"{s}_labels has shape {labels.shape} or rows without a label; expected "
+                            f"one-hot rows (N, {NUM_CLASSES}): run preprocess.py again")
+    splits = {s: (images, labels.argmax(1)) for s, (images, labels) in raw.items()}
+    for s, (images, labels) in splits.items():
         if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 1):
             raise DataError(path, None, f"{s}_images has {images.dtype} {images.shape}, expected uint8 (N, 48, 48, 1)")
+        if len(labels) != len(images):
+            raise DataError(path, None, f"{s} has {len(images)} images but {len(labels)} labels; the cache is "
+                            "damaged: run preprocess.py again")
     return splits
+
+
+def _check_array_sizes(path):
+    """Refuse, before anything is allocated, an array whose .npy header claims more data than its
+    member of the zip holds (a damaged or crafted cache could claim hundreds of GiB)."""
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if not member.filename.endswith(".npy"):
+                continue
+            with archive.open(member) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            claimed = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+            if claimed > member.file_size:
+                raise DataError(path, None, f"{member.filename} claims {claimed:,} bytes of data in "
+                                f"{member.file_size:,}; the cache is damaged: run preprocess.py again")
 
 
 def load_ferplus_votes(path, split):

@@ -8,6 +8,7 @@
                                     file's path relative to the inputs' common folder, unique, for output files
 """
 import os
+import stat
 import struct
 
 # Decompression bombs: images over this many pixels are refused before they are decoded (a 1 MB
@@ -92,9 +93,16 @@ def read_image(path):
     """
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # /dev/zero, a pipe: would be read for ever
+                raise PhotoError("not a regular file (a device, pipe or socket); give an image file")
+            # No image under the pixel limit takes more than 8 bytes a pixel (16-bit RGBA), plus its headers.
+            limit = MAX_PIXELS * 8 + (1 << 20)
+            raw = f.read(limit + 1)
     except OSError as e:
         raise PhotoError(f"cannot read file ({e.strerror or e})") from None
+    if len(raw) > limit:
+        raise PhotoError(f"over {limit / 1e6:,.0f} MB, more than an image under the limit of {MAX_PIXELS:,} pixels "
+                         "can take (predict.py --max-pixels raises the limit)")
     if not raw:
         raise PhotoError("empty file")
     kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)

@@ -51,8 +51,9 @@ class TrainSettings:
                          "targets), or on both (--fer2013-weight), choosing checkpoints on FER+'s PublicTest majority "
                          "labels for ferplus and both, which need a cache made with preprocess.py --ferplus",
                          choices=LABELS)
-    fer2013_weight: float = option(0.3, "with --labels both, the targets are (1 - W) x FER+'s vote shares + W x the "
-                                   "FER-2013 label", lambda v: _finite(v) and 0 < v < 1, "in (0, 1)", metavar="W")
+    fer2013_weight: float = option(None, "with --labels both, the targets are (1 - W) x FER+'s vote shares + W x the "
+                                   "FER-2013 label (default: 0.3)", lambda v: _finite(v) and 0 < v < 1, "in (0, 1)",
+                                   metavar="W")
     init_from: str = option(None, "start from the best weights of this checkpoint folder (same model and "
                             "hyperparameters) instead of random ones: fine-tuning", schedule=False, metavar="DIR")
     erase: float = option(0.0, "random erasing: blank one random rectangle (2-20%% of the face) of each training face "
@@ -63,8 +64,8 @@ class TrainSettings:
                           "usual)", lambda v: _finite(v) and 0 <= v <= 10, "in [0, 10] (0 is off)", metavar="ALPHA")
     teacher: str = option(None, "distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
                           "(--distill); made from the same --data", metavar="NPZ")
-    distill: float = option(0.5, "with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the "
-                            "label", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]", metavar="W")
+    distill: float = option(None, "with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the "
+                            "label (default: 0.5)", lambda v: _finite(v) and 0 < v <= 1, "in (0, 1]", metavar="W")
     bf16: bool = option(False, "bfloat16 mixed precision: oneDNN runs the convolutions and matmuls of training in "
                         "bfloat16 (weights and optimizer state stay float32); on CPUs with AVX-512 BF16 or AMX")
     ema: float = option(0.0, "keep an exponential moving average of the weights (0.999 is usual): each epoch scores "
@@ -74,12 +75,19 @@ class TrainSettings:
     refit: bool = option(False, "the final fit: train on Training + PublicTest with settings already chosen on "
                          "PublicTest; best/ is then the last epoch's weights (PublicTest, now trained on, is still "
                          "scored and logged, but chooses nothing) and --patience is ignored")
-    # Not an option: the number of Training faces, set once the data is read (a resume on other data is refused).
+    # Not options: the number of Training faces and a hash of them and their labels, set once the data is
+    # read, so that a resume on other data is refused (folders older than the hash compare the size alone).
     data_size: int = field(default=None, metadata={"schedule": True})
+    data_fingerprint: str = field(default=None, metadata={"schedule": True})
 
     def __post_init__(self):
-        if self.lr is None and self.optimizer in DEFAULT_LR:  # the default depends on --optimizer
+        # Defaults that depend on another option; a value given where it does not apply is a problem().
+        if self.lr is None and self.optimizer in DEFAULT_LR:
             self.lr = DEFAULT_LR[self.optimizer]
+        if self.distill is None and self.teacher:
+            self.distill = 0.5
+        if self.fer2013_weight is None and self.labels == "both":
+            self.fer2013_weight = 0.3
 
     def problems(self):
         """One message per value out of its range or combination that cannot work; [] when all is well."""
@@ -91,6 +99,10 @@ class TrainSettings:
         if _finite(self.warmup_epochs) and _finite(self.epochs) and self.warmup_epochs > self.epochs:
             found.append(f"--warmup-epochs must be at most --epochs ({self.epochs}), got {self.warmup_epochs}: the "
                          "learning rate would never reach its peak")
+        if self.distill is not None and not self.teacher:
+            found.append("--distill weighs --teacher's probabilities; give --teacher NPZ too, or leave --distill out")
+        if self.fer2013_weight is not None and self.labels != "both":
+            found.append("--fer2013-weight applies to --labels both; give --labels both, or leave it out")
         if self.teacher and self.labels != "fer2013":
             found.append("--teacher distils FER-2013 labels; it cannot be used with --labels ferplus or both, whose "
                          "targets are FER+'s votes")
@@ -109,9 +121,10 @@ class TrainSettings:
         fer2013_weight without --labels both) too."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in (recorded or {}).items() if k in known}
-        for name in ("distill", "fer2013_weight"):
-            if values.get(name, 0) is None:
-                values.pop(name)
+        if not values.get("teacher"):  # older versions recorded distill's default without a teacher
+            values.pop("distill", None)
+        if values.get("labels") != "both":
+            values.pop("fer2013_weight", None)
         return cls(**values)
 
     def changed_from(self, recorded):
@@ -119,11 +132,12 @@ class TrainSettings:
         settings) -> [(name, old value)]."""
         old = TrainSettings.from_json(recorded)
         return [(f.name, getattr(old, f.name)) for f in dataclasses.fields(self)
-                if f.metadata["schedule"] and getattr(old, f.name) != getattr(self, f.name)]
+                if f.metadata["schedule"] and getattr(old, f.name) != getattr(self, f.name)
+                and not (f.name == "data_fingerprint" and old.data_fingerprint is None)]
 
 
 def options():
-    """The fields that are command-line options (all but data_size)."""
+    """The fields that are command-line options (all but data_size and data_fingerprint)."""
     return [f for f in dataclasses.fields(TrainSettings) if "help" in f.metadata]
 
 

@@ -237,6 +237,15 @@ CASES = [
     ("evaluate.py", "--checkpoint {ckpt} --data {csv} --batch-size 0", 2, "--batch-size must be at least 1"),
     ("evaluate.py", "--checkpoint {ckpt} --data {csv} --split PrivateTest", 2, "no PrivateTest faces (it has Training, PublicTest)"),
     ("predict.py", "{csv} --checkpoint {ckpt} --annotate {csv}", 2, "is a file, not a folder"),
+    ("predict.py", "/dev/zero --json", 1, "not a regular file (a device, pipe or socket)"),
+    ("train.py", "--arch dnn --data {csv} --init-from {tmp}/nowhere --checkpoint-dir {tmp}/t", 2,
+     "nowhere is not a checkpoint folder written by train.py"),
+    ("train.py", "--arch dnn --data {csv} --batch-size 4 --init-from {ckpt} --checkpoint-dir {tmp}/t", 2,
+     "fine-tune the same model"),
+    ("train.py", "--arch dnn --data {csv} --distill 0.7 --checkpoint-dir {tmp}/t", 2, "give --teacher NPZ too"),
+    ("train.py", "--arch dnn --data {csv} --warmup-epochs 1e300 --checkpoint-dir {tmp}/t", 2,
+     "--warmup-epochs must be at most --epochs (30)"),
+    ("train.py", "--arch dnn --data {csv} --lr 1e-320 --checkpoint-dir {tmp}/t", 2, "--lr must be a positive number"),
 ]
 
 

@@ -195,3 +195,57 @@ def test_real_fer2013_split_sizes_and_class_counts(tmp_path):
     check_cache(out, {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589})
     for split, (_, labels) in load_cache(out).items():
         assert np.bincount(labels, minlength=7).tolist() == expected[split]
+
+
+def test_hidden_files_are_skipped_and_nested_folders_refused(tmp_path):
+    """macOS leaves ._NAME resource forks and .DS_Store beside copied images: skipped, as predict.py
+    skips them.  A folder inside an emotion folder would be ignored silently: refused, named."""
+    write_image_folder(tmp_path / "fer")
+    (tmp_path / "fer" / "train" / "Happy" / "._Training_0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
+    (tmp_path / "fer" / "train" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
+    check_cache(tmp_path / "c.npz", {"Training": 14, "PublicTest": 7, "PrivateTest": 7})
+    (tmp_path / "fer" / "train" / "sad" / "more").mkdir()
+    proc = run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "d.npz")
+    assert proc.returncode == 2 and "train/sad/more: a folder inside an emotion folder" in proc.stderr
+    assert not (tmp_path / "d.npz").exists()
+
+
+@pytest.mark.parametrize("damage, phrase", [
+    ("counts", "Training has 14 images but 5 labels"),
+    ("ten columns", "Training_labels has shape (14, 10)"),
+    ("no label", "rows without a label"),
+    ("huge header", "Training_images.npy claims 230,400,000,000 bytes"),
+])
+def test_damaged_caches_are_refused_by_name(tmp_path, damage, phrase):
+    """Caches are ours, but a damaged one must not train on part of its faces, labels out of range,
+    or allocate what its header claims."""
+    import zipfile
+    from ferkit.data import DataError, load, save_cache
+    labels = balanced_labels(2)
+    splits = {s: (synthetic_faces(labels, i), labels) for i, s in enumerate(("Training", "PublicTest", "PrivateTest"))}
+    good = tmp_path / "good.npz"
+    save_cache(good, splits)
+    arrays = dict(np.load(good))
+    if damage == "counts":
+        arrays["Training_labels"] = arrays["Training_labels"][:5]
+    elif damage == "ten columns":
+        arrays["Training_labels"] = np.zeros((14, 10), np.uint8)
+        arrays["Training_labels"][:, 9] = 1
+    elif damage == "no label":
+        arrays["Training_labels"][3] = 0
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    if damage == "huge header":  # a header that claims 215 GiB for the images, in a small member
+        with zipfile.ZipFile(bad) as z:
+            members = {n: z.read(n) for n in z.namelist()}
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                     "shape": (100_000_000, 48, 48, 1)})
+        members["Training_images.npy"] = b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + b"\x00" * 100
+        with zipfile.ZipFile(bad, "w") as z:
+            for name, content in members.items():
+                z.writestr(name, content)
+    with pytest.raises(DataError, match="run preprocess.py again") as refused:
+        load(bad)
+    assert phrase in str(refused.value)

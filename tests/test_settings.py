@@ -27,7 +27,7 @@ def parse(*argv):
 
 def test_every_option_has_help_and_a_default_of_its_type():
     fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
-    assert set(fields) - {f.name for f in options()} == {"data_size"}
+    assert set(fields) - {f.name for f in options()} == {"data_size", "data_fingerprint"}
     for f in options():
         assert f.metadata["help"], f.name
         assert f.default is None or isinstance(f.default, f.type), f.name
@@ -48,6 +48,8 @@ def test_every_option_has_help_and_a_default_of_its_type():
     (("--labels", "ferplus", "--teacher", "t.npz"), "--teacher distils FER-2013 labels"),
     (("--refit", "--ema", 0.99), "--refit trains on FER-2013's labels without --teacher or --ema"),
     (("--optimizer", "rmsprop"), "invalid choice: 'rmsprop'"),
+    (("--distill", 0.7), "--distill weighs --teacher's probabilities"),
+    (("--fer2013-weight", 0.5), "--fer2013-weight applies to --labels both"),
 ])
 def test_out_of_range_values_are_one_line_errors(argv, phrase):
     with pytest.raises(ValueError, match="^error: ") as refused:
@@ -70,6 +72,9 @@ def test_config_json_is_the_settings_and_older_folders_still_match():
     assert TrainSettings(epochs=45, data_size=28709).changed_from(old) == []
     assert TrainSettings(epochs=45, data_size=28709, bf16=True).changed_from(old) == [("bf16", False)]
     assert TrainSettings(epochs=45, data_size=100, patience=3).changed_from(old) == [("data_size", 28709)]
+    new = TrainSettings(epochs=45, data_size=28709, data_fingerprint="0123456789abcdef")
+    assert new.changed_from(old) == []  # a folder older than the fingerprint: the size alone
+    assert new.changed_from(dict(old, data_fingerprint="fedcba9876543210")) == [("data_fingerprint", "fedcba9876543210")]
 
 
 NUMBERS = st.one_of(st.integers(-2 ** 40, 2 ** 40), st.floats(allow_nan=True, allow_infinity=True),

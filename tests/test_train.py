@@ -76,6 +76,21 @@ def test_refuses_a_folder_of_another_model(tmp_path, synthetic_cache):
     assert proc.returncode == 2 and "trained with other settings (lr: 0.001)" in proc.stderr
 
 
+def test_resuming_on_other_data_of_the_same_size_is_refused(tmp_path, synthetic_cache):
+    from conftest import balanced_labels, synthetic_faces
+    from ferkit.data import load_cache, save_cache
+    splits = load_cache(synthetic_cache)
+    other = tmp_path / "other.npz"
+    images, labels = splits["Training"]
+    save_cache(other, {**splits, "Training": (synthetic_faces(balanced_labels(12), seed=99), labels)})
+    folder = tmp_path / "dnn"
+    run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder, "--max-steps", 2, check=0)
+    config = (folder / "config.json").read_bytes()
+    proc = run_script("train.py", *TRAIN, "--data", other, "--checkpoint-dir", folder)
+    assert proc.returncode == 2 and "trained with other settings (data_fingerprint: " in proc.stderr
+    assert (folder / "config.json").read_bytes() == config  # not rewritten
+
+
 def test_arch_is_required_once(tmp_path):
     proc = run_script("train.py", "--model", "dnn", "--arch", "acnn_alstm", "--checkpoint-dir", tmp_path / "x")
     assert proc.returncode == 2 and "--model dnn and --arch acnn_alstm disagree" in proc.stderr
