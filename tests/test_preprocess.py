@@ -1,7 +1,6 @@
 """preprocess.py: every download layout, every kind of bad input, and the real data set's exact counts."""
 import gzip
 import io
-import os
 import tarfile
 
 import cv2
