@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 
 import models
-from ferkit import cli, runfolder, settings
+from ferkit import cli, files, runfolder, settings
 
 def parse_args():
     """-> (args: the run's options, settings: ferkit.settings.TrainSettings, validated)."""
@@ -73,20 +73,6 @@ def model_hparams(name, overrides):
     except ValueError as e:
         raise cli.UserError(f"--set: {e}") from None
     return hparams
-
-
-def fault_point(name):
-    """Test hook for the interruption tests: FERKIT_KILL_AT=NAME:N[:INT] kills this process, as SIGKILL
-    would at a random moment (or with :INT interrupts it, as Ctrl-C would), the N-th time it passes
-    the point NAME of the save sequence."""
-    point, _, rest = os.environ.get("FERKIT_KILL_AT", "").partition(":")
-    if point == name:
-        count, _, how = rest.partition(":")
-        fault_point.count = getattr(fault_point, "count", 0) + 1
-        if fault_point.count == int(count or 1):
-            if how == "INT":
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def check_init_from(source, config):
@@ -229,7 +215,7 @@ def plot_curves(log_path, out_path):
 def load_sets(s):
     """Training and PublicTest (never PrivateTest) -> namespace of train_x float32 (N, 48, 48, 1),
     train_labels int (N,), train_targets float32 (N, 7) or None (soft targets: FER+ votes, a
-    teacher), val_x, val_labels."""
+    teacher), val_x, val_labels, fingerprint (of the faces trained on and their FER-2013 labels)."""
     from ferkit import data
     from ferkit.faces import to_model_input
     loaded = data.load(s.data, seed=s.seed, splits=("Training", "PublicTest"))
@@ -240,6 +226,10 @@ def load_sets(s):
                             "PublicTest split (or more Training rows, of which preprocess carves one)")
     train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
+    # What a resume must find again: the faces trained on and their FER-2013 labels (not targets
+    # derived from settings, which the settings themselves pin down).
+    trained_on = [(train_images, train_labels)] + ([(val_images, val_labels)] if s.refit else [])
+    fingerprint = data.fingerprint(np.concatenate([x for x, _ in trained_on]), np.concatenate([y for _, y in trained_on]))
     train_targets = None
     if s.labels in ("ferplus", "both"):
         train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
@@ -249,7 +239,7 @@ def load_sets(s):
     if s.refit:  # PublicTest joins the training set; it is still scored, as a check, but chooses nothing
         train_images, train_labels = np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
-                           val_x=to_model_input(val_images), val_labels=val_labels)
+                           val_x=to_model_input(val_images), val_labels=val_labels, fingerprint=fingerprint)
 
 
 def make_config(arch, hparams, run_settings):
@@ -366,7 +356,7 @@ class Trainer:
         """PublicTest after an epoch: best/ if better (raw weights, or their average with --ema), last/,
         then the commit -> (new state, the epoch's line)."""
         net, sets = self.net, self.sets
-        fault_point("scoring")
+        files.fault_point("scoring")
         val_loss, val_acc = evaluate(session, net, self.cross_entropy, sets.val_x, sets.val_labels)
         epoch = step // self.steps_per_epoch
         loss, accuracy, seconds = stats["loss_sum"] / stats["seen"], stats["hits"] / stats["seen"], stats["seconds"]
@@ -380,7 +370,7 @@ class Trainer:
             self.save(session, "best", step)
             new_state.update(best_accuracy=val_acc, best_epoch=epoch, best_step=step)
             new_state.pop("best_is_average", None)
-            fault_point("after_best")
+            files.fault_point("after_best")
         if self.averaged:
             # The average is scored with its weights swapped into the model, and saved as best/ from
             # there when it is the best candidate; the raw weights are swapped back (also on Ctrl-C).
@@ -396,8 +386,8 @@ class Trainer:
             finally:
                 session.run(self.averaged.restore)
         self.save(session, "last", step)
-        fault_point("after_last")
-        self.run.commit(new_state, fault_point)
+        files.fault_point("after_last")
+        self.run.commit(new_state)
         self.state, self.partial = new_state, None
         line = (f"epoch {epoch}: train loss {loss:.4f} acc {accuracy:.4f} | PublicTest loss {val_loss:.4f} acc {val_acc:.4f}"
                 f"{' average ' + row['ema_val_accuracy'] if self.averaged else ''}{' (best)' if improved else ''} | "
@@ -436,7 +426,7 @@ class Trainer:
             step = int(session.run(self.global_step))  # Ctrl-C may land after a step ran but before we counted it
             self.save(session, "last", step)
             state = dict(self.state, step=step, partial=self.partial)
-            self.run.commit(state, fault_point)
+            self.run.commit(state)
             print(f"\ninterrupted: saved step {step} to {self.run.folder}/last; run the same command to resume")
             return state, "interrupted"
         finally:
@@ -445,31 +435,32 @@ class Trainer:
             self.save(session, "last", step)
             state = dict(state, step=step, partial=self.partial)
         state["finished"] = ended != f"stopped at step {step}"
-        self.run.commit(state, fault_point)
+        self.run.commit(state)
         return state, ended
 
 
-def stop_on_sigterm():
-    """SIGTERM (kill PID, a cluster's scheduler, a container stopping) saves and stops as Ctrl-C does;
-    a run started in the background with & ignores SIGINT, so this is how it is stopped cleanly."""
+def stop_on_signals():
+    """Ctrl-C (SIGINT) and SIGTERM (kill PID, a cluster's scheduler, a container stopping) save and
+    stop.  SIGINT's handler is set again because a process started in the background (&, or by a
+    parent that ignores it, as test runners' workers do) inherits SIGINT ignored."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main():
     args, s = parse_args()
     if args.old_model:
         print(f"note: --model is now --arch in train.py (--model {args.old_model} still works)", file=sys.stderr)
-    stop_on_sigterm()
+    stop_on_signals()
     from ferkit import checkpoints
     if s.init_from:
         checkpoints.read_config(s.init_from)  # a wrong folder fails at once, before TensorFlow loads
     tf = cli.quiet_tensorflow()  # before the model's module imports it: without its start-up chatter
     hparams = model_hparams(args.arch, args.set)  # checked before any data is read
     sets = load_sets(s)
-    from ferkit.data import fingerprint
-    s.data_size, s.data_fingerprint = len(sets.train_labels), fingerprint(sets.train_x, sets.train_labels)
+    s.data_size, s.data_fingerprint = len(sets.train_labels), sets.fingerprint
     steps_per_epoch = s.data_size // s.batch_size  # drop the last partial batch: stable batch norm
     if steps_per_epoch == 0:
         raise cli.UserError(f"{s.data}: {s.data_size} Training faces, fewer than one batch of {s.batch_size}")

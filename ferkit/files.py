@@ -4,6 +4,7 @@
   with atomic_path(path) as tmp: save(tmp)       for libraries that write by file name (savefig, VideoWriter)
   write_json(path, obj)                          indented JSON, atomically
   remove_stale_temporaries(folder)               what killed runs of ours left in folder
+  fault_point(name)                              the interruption tests' hook (FERKIT_KILL_AT)
 
 The temporary is a hidden file in the destination's own folder (.ferkit-PID-XXXX.tmp, plus
 the destination's extension, which some writers go by), so the final rename never crosses
@@ -21,10 +22,26 @@ import os
 import re
 import secrets
 import shutil
+import signal
 
 from ferkit.cli import UserError
 
 _TEMPORARY = re.compile(r"^\.ferkit-(\d+)-[A-Za-z0-9_]+\.tmp")
+
+
+def fault_point(name):
+    """Test hook for the interruption tests: FERKIT_KILL_AT=NAME:N[:INT] kills this process, as SIGKILL
+    would at a random moment (or with :INT interrupts it, as Ctrl-C would), the N-th time it passes
+    the point NAME.  Points: "write" (every file below, complete but not yet in place) and train.py's
+    save sequence (scoring, after_best, after_last, before_state, after_state)."""
+    point, _, rest = os.environ.get("FERKIT_KILL_AT", "").partition(":")
+    if point == name:
+        count, _, how = rest.partition(":")
+        fault_point.count = getattr(fault_point, "count", 0) + 1
+        if fault_point.count == int(count or 1):
+            if how == "INT":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _alive(pid):
@@ -99,6 +116,7 @@ def atomic_path(path, directory=False):
         if not directory:
             open(tmp, "xb").close()
         yield tmp
+        fault_point("write")
         if directory:
             replace_folder(tmp, path)
         else:

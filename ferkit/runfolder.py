@@ -201,12 +201,12 @@ class RunFolder:
         """Whether this run trains apart, to replace the folder's old model (--overwrite)."""
         return self.path != self.folder
 
-    def commit(self, state, fault_point=lambda name: None):
+    def commit(self, state):
         """The save sequence's commit point: state.json, then index files, log and clean-up follow it.
         A replacing run takes the folder's place once it has best weights."""
-        fault_point("before_state")
+        files.fault_point("before_state")
         files.write_json(os.path.join(self.path, STATE), state)
-        fault_point("after_state")
+        files.fault_point("after_state")
         tidy(self.path, state)
         write_log(self.path, state["log"])
         if self.replacing and state.get("best_step") is not None:

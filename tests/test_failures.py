@@ -449,7 +449,7 @@ def test_overwrite_keeps_the_old_model_until_the_new_one_has_best_weights(tmp_pa
     shutil.copytree(os.path.join(backends.PRETRAINED, "dnn"), folder)
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     proc = run_script("train.py", *TRAIN, "--epochs", 1, "--optimizer", "sgd", "--lr", 1e4, "--warmup-epochs", 0,
-                      "--data", synthetic_cache, "--checkpoint-dir", folder, "--overwrite")
+                      "--label-smoothing", 0, "--data", synthetic_cache, "--checkpoint-dir", folder, "--overwrite")
     assert proc.returncode == 2 and "error: loss became " in proc.stderr
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     env = dict(os.environ, FERKIT_KILL_AT="after_last:1")
@@ -566,3 +566,77 @@ def test_a_video_that_ends_early_is_an_error_saying_how_far_it_got(tmp_path):
     assert proc.returncode == 1 and "the video ended after 30 of its 60 frames" in proc.stderr
     assert len((tmp_path / "cut.csv").read_text().splitlines()) == 31  # a header and the 30 frames it had
     run_script("predict.py", "--video", tmp_path / "whole.avi", "--csv", tmp_path / "whole.csv", check=0)
+
+
+def tree_digest(folder):
+    """{relative path: sha256} of every file under folder (temporaries and all); a JSON report is
+    hashed without its speed (faces_per_s), which differs from run to run."""
+    import hashlib
+
+    def content(p):
+        if p.suffix != ".json":
+            return p.read_bytes()
+        report = json.loads(p.read_text())
+        report.pop("faces_per_s", None)
+        return json.dumps(report, sort_keys=True).encode()
+    return {str(p.relative_to(folder)): hashlib.sha256(content(p)).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def write_clip(path):
+    """A 5-frame MJPG clip of the sample face, moving."""
+    import cv2
+    photo = cv2.resize(cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")), (240, 240))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 5, (400, 240))
+    for k in range(5):
+        frame = np.full((240, 400, 3), 60, np.uint8)
+        frame[:, 30 * k:30 * k + 240] = photo
+        writer.write(frame)
+    writer.release()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["preprocess", "evaluate", "export", "predict --video", "predict --annotate"])
+def test_a_kill_at_any_file_write_then_the_same_command_gives_the_uninterrupted_result(
+        tmp_path, small_csv, synthetic_cache, tiny_checkpoint, tiny_tflite, command):
+    """Every file goes through ferkit.files (FERKIT_KILL_AT=write:K kills the command when its K-th
+    file is complete but not yet in place).  For K = 1, 2, ... until the command runs through: the
+    killed command's outputs, after the same command runs again, are those of a run never killed,
+    file for file and byte for byte, with no temporary left."""
+    import shutil
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(os.path.join(ROOT, "samples", "astronaut.png"), inputs / "a.png")
+    shutil.copy(os.path.join(ROOT, "samples", "astronaut.png"), inputs / "b.png")
+    write_clip(tmp_path / "clip.avi")
+    arguments = {
+        "preprocess": ["preprocess.py", "--csv", small_csv, "--out", "{out}/cache.npz"],
+        "evaluate": ["evaluate.py", "--checkpoint", tiny_tflite, "--data", synthetic_cache, "--tta", "--out", "{out}"],
+        "export": ["export.py", "--checkpoint", tiny_checkpoint, "--out", "{out}/m.tflite", "--quantize", "none",
+                   "--data", synthetic_cache],
+        "predict --video": ["predict.py", "--video", tmp_path / "clip.avi", "--checkpoint", tiny_tflite,
+                            "--csv", "{out}/emotions.csv", "--annotate", "{out}/ann"],
+        "predict --annotate": ["predict.py", inputs, "--checkpoint", tiny_tflite, "--annotate", "{out}"],
+    }[command]
+
+    def run(out, kill=None):
+        out.mkdir(exist_ok=True)  # export.py writes into an existing folder only
+        args = [str(a).replace("{out}", str(out)) for a in arguments]
+        env = dict(os.environ, **({"FERKIT_KILL_AT": f"write:{kill}"} if kill else {}))
+        return subprocess.run([sys.executable, os.path.join(ROOT, args[0]), *args[1:]], cwd=ROOT, env=env,
+                              capture_output=True, text=True)
+
+    reference = tmp_path / "reference"
+    assert run(reference).returncode == 0
+    expected = tree_digest(reference)
+    assert expected and not any(".tmp" in name for name in expected)
+    for kill in range(1, 20):
+        out = tmp_path / f"killed{kill}"
+        proc = run(out, kill)
+        if proc.returncode == 0:  # fewer than `kill` files: it ran through
+            assert tree_digest(out) == expected
+            break
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-500:]
+        assert run(out).returncode == 0
+        assert tree_digest(out) == expected, (command, kill)
+    assert kill > 1, "the command wrote no file through ferkit.files"

@@ -127,7 +127,7 @@ def test_never_reads_private_test(tmp_path, synthetic_cache):
 
 def test_nan_loss_stops_cleanly(tmp_path, synthetic_cache):
     folder = tmp_path / "dnn"
-    proc = run_script("train.py", *TRAIN, "--optimizer", "sgd", "--lr", 1e4, "--warmup-epochs", 0, "--data",
+    proc = run_script("train.py", *TRAIN, "--optimizer", "sgd", "--lr", 1e4, "--warmup-epochs", 0, "--label-smoothing", 0, "--data",
                       synthetic_cache, "--checkpoint-dir", folder)  # the largest --lr allowed diverges at once
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert re.search(r"error: loss became (nan|inf) at step", proc.stderr) and "probably too high: try --lr" in proc.stderr
