@@ -181,9 +181,12 @@ def _parse_usage(text):
     return SPLITS.index(usage)
 
 
+MAX_LINE = 64 * 1024
+
+
 def _read_csv(stream, name, skip_bad, seed):
     """Binary line stream of a FER-2013 CSV -> Loaded. Line numbers count the header as line 1."""
-    header = stream.readline()
+    header = stream.readline(MAX_LINE)
     if not header.strip():
         raise DataError(name, None, "file is empty; expected a FER-2013 CSV with columns emotion,pixels[,Usage]")
     if header.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -206,7 +209,12 @@ def _read_csv(stream, name, skip_bad, seed):
     pixels = np.empty((4096, NUM_PIXELS), np.uint8)
     labels, usages, skipped = [], [], []
     n = 0
-    for lineno, line in enumerate(stream, start=2):
+    # Lines are read with a bound: a damaged or hostile file holding one 1 GiB line is refused
+    # instead of being read whole into memory (a FER-2013 row is under 10 KB).
+    for lineno, line in enumerate(iter(lambda: stream.readline(MAX_LINE + 1), b""), start=2):
+        if len(line) > MAX_LINE:
+            raise DataError(name, f"line {lineno}", f"longer than {MAX_LINE // 1024} KB, far more than a FER-2013 "
+                            "row (under 10 KB); not a FER-2013 CSV, or a damaged one")
         if not line.strip():
             continue
         try:

@@ -248,3 +248,22 @@ def test_damaged_caches_are_refused_by_name(tmp_path, damage, phrase):
     with pytest.raises(DataError, match="run preprocess.py again") as refused:
         load(bad)
     assert phrase in str(refused.value)
+
+
+def test_a_gzip_holding_one_huge_line_is_refused_without_reading_it_whole(tmp_path):
+    """1 MB of gzip holding a 200 MB line: refused at that line, never held in memory whole."""
+    import resource
+    path = tmp_path / "bomb.csv.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(b"emotion,pixels,Usage\n0,")
+        for _ in range(200):
+            f.write(b"1" * (1 << 20))
+    assert path.stat().st_size < 2_000_000
+    proc = run_script("preprocess.py", "--csv", path, "--out", tmp_path / "c.npz")
+    assert proc.returncode == 2 and f"error: {path}:line 2: longer than 64 KB" in proc.stderr
+    assert not (tmp_path / "c.npz").exists()
+    from ferkit.data import DataError, load
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DataError):
+        load(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: far less than the line
