@@ -33,8 +33,9 @@ def report_stem(folder, name, data_info):
     if os.path.exists(stem + ".json"):
         try:
             with open(stem + ".json") as f:
-                old = json.load(f).get("data", {})
-        except ValueError:
+                old = json.load(f)
+            old = old.get("data", {}) if isinstance(old, dict) else {}
+        except (ValueError, OSError):  # not JSON, or a folder by that name: not ours to replace
             old = {}
         if old.get("fingerprint") != data_info["fingerprint"]:
             return f"{stem}-{data_info['fingerprint'][:8]}"

@@ -192,6 +192,15 @@ def test_reports_of_other_data_are_never_overwritten(tmp_path, tiny_checkpoint, 
     extra = [p.name for p in folder.glob("eval_PrivateTest-*.json")]
     assert len(extra) == 1 and "reports computed on other data are kept" in proc.stdout
     assert json.loads((folder / extra[0]).read_text())["data"]["faces"] == 10
+    # A report that is not one of ours (a JSON list, a folder of that name) is kept, the new one beside it.
+    for odd in (tmp_path / "list", tmp_path / "folder"):
+        report = odd / "eval_PrivateTest.json"
+        odd.mkdir()
+        report.write_text("[]") if odd.name == "list" else report.mkdir()
+        proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, "--data", synthetic_cache, "--out", odd)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert (report.read_text() == "[]") if odd.name == "list" else report.is_dir()
+        assert len(list(odd.glob("eval_PrivateTest-*.json"))) == 1
 
 
 @pytest.fixture(scope="module")
