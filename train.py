@@ -487,12 +487,14 @@ def main():
         return 130
     if state["best_step"] is None:
         kept = " (the folder's old model is kept as it was)" if replaced_nothing else ""
+        go_on = "run again with a larger --max-steps, or without it," if args.max_steps else "run the same command"
         print(f"stopped at step {state['step']}, before the first epoch ended: no best weights yet{kept}; "
-              "run the same command to go on" + (", which starts this run again" if replaced_nothing else ""))
+              f"{go_on} to go on" + (", which starts this run again" if replaced_nothing else ""))
         return 0
     plot_curves(os.path.join(run.folder, runfolder.LOG), os.path.join(run.folder, "curves.png"))
+    go_on = "; a larger --max-steps (or none) goes on" if ended.startswith("stopped at step") else ""
     print(f"{ended}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}; "
-          f"weights in {run.folder}/best, curves in {run.folder}/curves.png")
+          f"weights in {run.folder}/best, curves in {run.folder}/curves.png{go_on}")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def test_training_writes_checkpoints_logs_and_plot(tiny_checkpoint):
 def test_stop_and_resume_at_the_right_step(tmp_path, synthetic_cache):
     folder = tmp_path / "dnn"
     proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder, "--max-steps", 7, check=0)
-    assert "stopped at step 7" in proc.stdout
+    assert "stopped at step 7" in proc.stdout and "a larger --max-steps (or none) goes on" in proc.stdout
     proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", folder, check=0)
     # 84 faces / 16 = 5 steps per epoch: step 7 is epoch 2, step 2 of 5
     assert "resuming from" in proc.stdout and "at step 7 (epoch 2)" in proc.stdout
