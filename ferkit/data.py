@@ -280,6 +280,13 @@ def _carve_validation(loaded, seed, name, why):
                         "out of Training as PublicTest")
 
 
+def _listdir(folder):
+    try:
+        return os.listdir(folder)
+    except OSError as e:
+        raise DataError(folder, None, f"cannot list the folder ({e.strerror}); check its permissions") from None
+
+
 def _read_image_folder(root, skip_bad, seed):
     """root/train/<emotion>/*.jpg and root/test/<emotion>/*.jpg (folder names in any case) -> Loaded.
 
@@ -287,7 +294,7 @@ def _read_image_folder(root, skip_bad, seed):
     PublicTest_*/PrivateTest_* (as in the common Kaggle copy) go to their own
     split, any others are halved, stratified and seeded, between the two.
     """
-    subdirs = {d.lower(): d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))}
+    subdirs = {d.lower(): d for d in _listdir(root) if os.path.isdir(os.path.join(root, d))}
     if "train" not in subdirs:
         raise DataError(root, None, f"folder has no train/ subfolder; expected {FORMATS}")
     images = {s: [] for s in SPLITS}
@@ -298,14 +305,14 @@ def _read_image_folder(root, skip_bad, seed):
         if part not in subdirs:
             continue
         part_dir = os.path.join(root, subdirs[part])
-        for emotion_dir in sorted(os.listdir(part_dir)):
+        for emotion_dir in sorted(_listdir(part_dir)):
             full = os.path.join(part_dir, emotion_dir)
             if not os.path.isdir(full):
                 continue
             if emotion_dir.lower() not in EMOTIONS:
                 raise DataError(full, None, f"unknown emotion folder {emotion_dir!r}; expected one of {', '.join(EMOTIONS)}")
             label = EMOTIONS.index(emotion_dir.lower())
-            for fname in sorted(os.listdir(full)):
+            for fname in sorted(_listdir(full)):
                 fpath = os.path.join(full, fname)
                 if os.path.isdir(fpath):
                     raise DataError(fpath, None, "a folder inside an emotion folder; the layout is train/<emotion>/"

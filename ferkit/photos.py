@@ -21,7 +21,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ferkit.cli import captured_stderr  # noqa: F401 (predict.py imports it from here)
+from ferkit.cli import UserError, captured_stderr  # noqa: F401 (predict.py imports captured_stderr from here)
 
 # We report unreadable images ourselves, in one line each; OpenCV's own decoder warnings would double them.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -165,7 +165,10 @@ def as_bgr(image, rgb=False):
 
 def _walk(folder):
     """Image files under folder, recursively, sorted, hidden files and folders skipped."""
-    for root, dirs, files in os.walk(folder):
+    def unreadable(error):  # os.walk skips folders it cannot list, silently, unless told otherwise
+        raise UserError(f"{error.filename}: cannot list the folder ({error.strerror}); check its permissions, "
+                        "or leave it out")
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):

@@ -189,3 +189,23 @@ def test_api_errors_name_their_input_and_can_be_caught(tmp_path):
         assert phrase in str(caught.value)
     faces = recognizer.recognize(np.random.default_rng(0).random((48, 48), np.float32))  # finite floats still work
     assert len(faces) == 1
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_not_skipped(tmp_path, monkeypatch):
+    """chmod 000 does not stop root (CI runs as root), so listing is made to fail as it does for others."""
+    from ferkit.cli import UserError
+    from ferkit.data import DataError, load
+    (tmp_path / "photos" / "locked").mkdir(parents=True)
+    (tmp_path / "fer" / "train" / "happy").mkdir(parents=True)
+    real_scandir, real_listdir = os.scandir, os.listdir
+
+    def refuse(path="."):
+        if os.path.basename(os.fspath(path)) in ("locked", "happy"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return None
+    monkeypatch.setattr(os, "scandir", lambda path=".": refuse(path) or real_scandir(path))
+    monkeypatch.setattr(os, "listdir", lambda path=".": refuse(path) or real_listdir(path))
+    with pytest.raises(UserError, match="locked: cannot list the folder \\(Permission denied\\)"):
+        list_images([tmp_path / "photos"])
+    with pytest.raises(DataError, match="happy: cannot list the folder \\(Permission denied\\)"):
+        load(tmp_path / "fer")
