@@ -218,7 +218,8 @@ def few_rows_train_csv(tmp_path):
     return path
 
 
-# (script, arguments, exit status, a phrase the one-line message must contain); {csv}, {tmp}, {ckpt} are filled in.
+# The regression table: (script, arguments, exit status, a phrase the one-line message must contain); {csv},
+# {tmp}, {ckpt} are filled in. Every file in those folders must be there afterwards as it was, by checksum.
 CASES = [
     ("train.py", "--arch dnn --data {csv} --epochs 0", 2, "--epochs must be at least 1"),
     ("train.py", "--arch dnn --data {csv} --epochs -3", 2, "--epochs must be at least 1"),
@@ -266,13 +267,14 @@ def test_bad_options_and_input_give_one_line(tmp_path, small_csv, tiny_checkpoin
     (tmp_path / "notes.npz").write_text("these are notes\n")
     (tmp_path / "utf16.csv").write_bytes(content[:200].decode().encode("utf-16"))
     filled = arguments.format(csv=small_csv, tmp=tmp_path, ckpt=tiny_checkpoint, few=few_rows_train_csv(tmp_path))
-    before = sorted(os.listdir(tmp_path))
+    before = tree_digest(tmp_path), tree_digest(tiny_checkpoint), tree_digest(small_csv.parent)
     proc = run_script(script, *filled.split())
     assert proc.returncode == status, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert "Traceback" not in proc.stderr and phrase in lines[-1], proc.stderr
     assert len([l for l in lines if "error" in l.lower()]) == 1, proc.stderr  # one line, no library chatter
-    assert sorted(os.listdir(tmp_path)) == before  # nothing written
+    # Nothing written, and every file there before still there, byte for byte (inputs and the checkpoint too).
+    assert (tree_digest(tmp_path), tree_digest(tiny_checkpoint), tree_digest(small_csv.parent)) == before
 
 
 def test_unknown_model_is_refused_before_tensorflow_loads(small_csv):
