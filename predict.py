@@ -22,7 +22,7 @@ import sys
 import cv2
 import numpy as np
 
-from ferkit import DEFAULT_MODEL, cli
+from ferkit import DEFAULT_MODEL, cli, files
 from ferkit.detectors import DETECTORS, MIN_SCORE
 from ferkit.dataset import EMOTIONS
 from ferkit import photos
@@ -94,7 +94,6 @@ def output_stems(items):
 def write_image(path, image):
     """A PNG, atomically, into a folder that may not exist yet; a failure is a UserError.  Encoded
     in memory and written by Python, so any name the file system allows works."""
-    from ferkit import files
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         ok, encoded = cv2.imencode(".png", image)
@@ -147,8 +146,8 @@ def open_stream(args):
         return capture
     if not os.path.isfile(args.video):
         raise cli.UserError(f"{args.video}: no such video file")
-    with captured_stderr():  # FFmpeg's own complaints about a bad file; ours follows in one line
-        capture = cv2.VideoCapture(args.video)
+    with captured_stderr(), files.c_path(args.video) as name:  # FFmpeg's complaints: ours follows in one line
+        capture = cv2.VideoCapture(name)  # FFmpeg opens the file here; the alias is not needed after
         ok, _ = capture.read() if capture.isOpened() else (False, None)
     if not ok:
         raise cli.UserError(f"{args.video}: cannot read it as a video (not a video file, or a format this OpenCV cannot decode)")
@@ -166,7 +165,6 @@ def predict_stream(recognizer, args):
     """
     from tqdm import tqdm
 
-    from ferkit import files
     capture = open_stream(args)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if args.video else 0
@@ -198,7 +196,8 @@ def predict_stream(recognizer, args):
             if args.annotate:
                 if writer is None:
                     tmp = outputs.enter_context(files.atomic_path(os.path.join(args.annotate, "annotated.mp4")))
-                    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps / args.every,
+                    name = outputs.enter_context(files.c_path(tmp))  # any folder name, even one not UTF-8
+                    writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps / args.every,
                                              (frame.shape[1], frame.shape[0]))
                     outputs.callback(writer.release)  # before the file is put in place
                 writer.write(draw(frame, faces))

@@ -4,6 +4,7 @@
   with atomic_path(path) as tmp: save(tmp)       for libraries that write by file name (savefig, VideoWriter)
   write_json(path, obj)                          indented JSON, atomically
   remove_stale_temporaries(folder)               what killed runs of ours left in folder
+  with c_path(path) as name: cv2.VideoWriter(name) a name C libraries can take, whatever path's bytes
   fault_point(name)                              the interruption tests' hook (FERKIT_KILL_AT)
 
 The temporary is a hidden file in the destination's own folder (.ferkit-PID-XXXX.tmp, plus
@@ -42,6 +43,26 @@ def fault_point(name):
             if how == "INT":
                 raise KeyboardInterrupt
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def c_path(path):
+    """A name for path (which need not exist yet; its folder must) that C libraries taking char*
+    paths can open: OpenCV's video reader and writer crash (segfault) on names that are not valid
+    UTF-8.  An ASCII path is its own name; otherwise, on Linux, /proc/self/fd/N/BASENAME through a
+    descriptor of its folder held open for the block (or /proc/self/fd/N of an existing file
+    whose own name is not ASCII).  Elsewhere the path as it is."""
+    text = os.fsdecode(path)
+    if text.isascii() or not os.path.isdir("/proc/self/fd"):
+        yield text
+        return
+    folder, base = os.path.split(os.path.abspath(text))
+    exists = os.path.exists(text)
+    fd = os.open(text if exists and not base.isascii() else folder, os.O_RDONLY)
+    try:
+        yield f"/proc/self/fd/{fd}" + ("" if exists and not base.isascii() else f"/{base}")
+    finally:
+        os.close(fd)
 
 
 def _alive(pid):

@@ -248,3 +248,34 @@ def test_output_folder_that_cannot_be_written(tiny_tflite, tmp_path):
     assert proc.returncode == 2 and "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_script("predict.py", SAMPLE, "--checkpoint", tiny_tflite, "--explain", tmp_path / "a_file" / "sub")
     assert proc.returncode == 2 and "cannot create the folder" in proc.stderr
+
+
+def test_file_and_folder_names_that_are_not_utf8(tiny_tflite, tmp_path):
+    """Any name the file system allows: inputs and output folders whose bytes are not UTF-8 (OpenCV's
+    video reader and writer segfaulted on them; images are written by Python, videos through an alias)."""
+    import shutil
+    base = os.fsencode(tmp_path)
+    os.makedirs(base + b"/in\xe9")
+    shutil.copy(SAMPLE, base + b"/in\xe9/ph\xe9oto.png")
+    photo = cv2.resize(cv2.imread(SAMPLE), (240, 240))
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 240))
+    for k in range(3):
+        frame = np.full((240, 320, 3), 60, np.uint8)
+        frame[:, 20 * k:20 * k + 240] = photo
+        writer.write(frame)
+    writer.release()
+    shutil.move(str(tmp_path / "clip.avi"), base + b"/cl\xe9p.avi")
+    import subprocess
+    import sys
+
+    def run(*args):  # bytes in argv and out: the output names the files as they are
+        proc = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args, "--checkpoint", tiny_tflite],
+                              cwd=ROOT, capture_output=True)
+        assert proc.returncode == 0, proc.stderr[-500:]
+        return proc
+    run(base + b"/in\xe9", "--annotate", base + b"/out\xe9", "--explain", base + b"/exp\xe9")
+    assert os.listdir(base + b"/out\xe9") == [b"ph\xe9oto.png"] and len(os.listdir(base + b"/exp\xe9")) == 1
+    proc = run("--video", base + b"/cl\xe9p.avi", "--csv", base + b"/v\xe9/e.csv", "--annotate", base + b"/v\xe9")
+    assert b"3 frames read, 3 classified" in proc.stderr
+    assert sorted(os.listdir(base + b"/v\xe9")) == [b"annotated.mp4", b"e.csv"]
+    assert os.path.getsize(base + b"/v\xe9/annotated.mp4") > 0
