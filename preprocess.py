@@ -1,19 +1,21 @@
 """Turn FER-2013, as downloaded, into the .npz cache that training reads.
 
-    python preprocess.py [--csv PATH] [--out data/fer2013.npz] [--skip-bad]
+    python preprocess.py [--input PATH] [--out data/fer2013.npz] [--skip-bad] [--ferplus fer2013new.csv]
 
 Reads fer2013.csv (plain or gzip), Kaggle's fer2013.tar.gz, icml_face_data.csv,
 the newer competition's train.csv (a validation split is carved out of it),
 or an image-folder copy (train/<emotion>/, test/<emotion>/).  Writes
 <Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot (N, 7) for
 each of Training, PublicTest, PrivateTest present, and prints class counts.
+--input was --csv (which still works, with a note): in predict.py --csv names an output.
 """
 import os
+import sys
 import time
 
 from ferkit import cli, data
 
-DEFAULT_CSV = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz")
+DEFAULT_INPUT = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz")
                     if os.path.exists(p)), "data/fer2013.csv")
 
 
@@ -48,8 +50,11 @@ def ferplus_votes(path, loaded, source):
 
 def main():
     parser = cli.ArgumentParser(__doc__)
-    parser.add_argument("--csv", default=DEFAULT_CSV,
-                        help=f"the download: a CSV, .csv.gz, .tar.gz, .zip or image folder (default: {DEFAULT_CSV})")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--input", default=DEFAULT_INPUT, metavar="PATH",
+                        help=f"the download: a CSV, .csv.gz, .tar.gz, .zip or image folder (default: {DEFAULT_INPUT})")
+    source.add_argument("--csv", dest="old_csv", metavar="PATH",
+                        help="the old spelling of --input (in predict.py --csv names an output)")
     parser.add_argument("--out", default="data/fer2013.npz", help="cache to write (default: %(default)s)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out malformed rows or unreadable images and list them, instead of stopping")
@@ -59,9 +64,12 @@ def main():
     args = parser.parse_args()
     if not 0 <= args.seed < 2 ** 32:
         parser.error(f"--seed must be in 0..{2 ** 32 - 1}, got {args.seed}")
+    if args.old_csv:
+        print(f"note: --csv is now --input in preprocess.py (--csv {args.old_csv} still works)", file=sys.stderr)
+        args.input = args.old_csv
 
     start = time.perf_counter()
-    loaded = data.load(args.csv, skip_bad=args.skip_bad, seed=args.seed)
+    loaded = data.load(args.input, skip_bad=args.skip_bad, seed=args.seed)
     for note in loaded.notes:
         print(f"note: {note}")
     if loaded.skipped:
@@ -70,7 +78,7 @@ def main():
             print(f"  {where}: {what}")
         if len(loaded.skipped) > 20:
             print(f"  ... and {len(loaded.skipped) - 20} more")
-    votes = ferplus_votes(args.ferplus, loaded, args.csv) if args.ferplus else None
+    votes = ferplus_votes(args.ferplus, loaded, args.input) if args.ferplus else None
     data.save_cache(args.out, loaded.splits, ferplus=votes)
     print(data.class_count_table(loaded.splits))
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")

@@ -60,7 +60,7 @@ def load(path, skip_bad=False, seed=0, splits=SPLITS):
 def _load(path, skip_bad, seed, splits):
     if not os.path.exists(path):
         if path.endswith(".npz"):
-            raise DataError(path, None, "no such cache; make it with: python preprocess.py --csv YOUR_DOWNLOAD --out "
+            raise DataError(path, None, "no such cache; make it with: python preprocess.py --input YOUR_DOWNLOAD --out "
                             f"{path} (or pass --data YOUR_DOWNLOAD)")
         raise DataError(path, None, f"no such file or folder; expected {FORMATS}")
     if os.path.isdir(path):
@@ -383,7 +383,7 @@ def load_cache(path, splits=SPLITS):
     with open(path, "rb") as f:
         if f.read(4) != b"PK\x03\x04":
             raise DataError(path, None, "not a .npz cache (a cache is a zip of .npy arrays; this file is not a zip); "
-                            "make one with: python preprocess.py --csv YOUR_DOWNLOAD --out " + os.fspath(path))
+                            "make one with: python preprocess.py --input YOUR_DOWNLOAD --out " + os.fspath(path))
     try:
         _check_array_sizes(path)
         with np.load(path, allow_pickle=False) as z:
@@ -427,12 +427,12 @@ def load_ferplus_votes(path, split):
     """The FER+ votes uint8 (N, 10) that preprocess.py --ferplus stored in a cache for `split`."""
     path = os.fspath(path)
     if not path.endswith(".npz"):
-        raise DataError(path, None, "FER+ labels come from a cache: run python preprocess.py --csv fer2013.csv "
+        raise DataError(path, None, "FER+ labels come from a cache: run python preprocess.py --input fer2013.csv "
                         "--ferplus fer2013new.csv, then pass the cache as --data")
     with np.load(path, allow_pickle=False) as z:
         if f"{split}_ferplus" not in z.files:
             raise DataError(path, None, f"cache holds no FER+ votes for {split}; make it again with "
-                            "python preprocess.py --csv fer2013.csv --ferplus fer2013new.csv")
+                            "python preprocess.py --input fer2013.csv --ferplus fer2013new.csv")
         return z[f"{split}_ferplus"]
 
 

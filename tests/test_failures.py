@@ -237,13 +237,13 @@ CASES = [
     ("train.py", "--arch dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}", 2, "is a file, not a folder"),
     ("train.py", "--arch dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}/sub", 2, "cannot create the folder"),
     ("train.py", "--arch dnn --data {few} --checkpoint-dir {tmp}/few", 2, "too few to carve a validation split"),
-    ("preprocess.py", "--csv {csv} --out {tmp}", 2, "is a folder; --out must be a file path"),
-    ("preprocess.py", "--csv {csv} --out {csv}/sub/x.npz", 2, "cannot create the folder"),
-    ("preprocess.py", "--csv {tmp}/truncated.csv.gz --out {tmp}/x.npz", 2, "damaged or incomplete"),
-    ("preprocess.py", "--csv {tmp}/truncated.csv.gz --out {tmp}/x.npz --skip-bad", 2, "damaged or incomplete"),
+    ("preprocess.py", "--input {csv} --out {tmp}", 2, "is a folder; --out must be a file path"),
+    ("preprocess.py", "--input {csv} --out {csv}/sub/x.npz", 2, "cannot create the folder"),
+    ("preprocess.py", "--input {tmp}/truncated.csv.gz --out {tmp}/x.npz", 2, "damaged or incomplete"),
+    ("preprocess.py", "--input {tmp}/truncated.csv.gz --out {tmp}/x.npz --skip-bad", 2, "damaged or incomplete"),
     ("train.py", "--arch dnn --data {tmp}/truncated.csv.gz --checkpoint-dir {tmp}/t", 2, "damaged or incomplete"),
-    ("preprocess.py", "--csv {tmp}/notes.npz --out {tmp}/x.npz", 2, "not a .npz cache"),
-    ("preprocess.py", "--csv {tmp}/utf16.csv --out {tmp}/x.npz", 2, "UTF-16 text"),
+    ("preprocess.py", "--input {tmp}/notes.npz --out {tmp}/x.npz", 2, "not a .npz cache"),
+    ("preprocess.py", "--input {tmp}/utf16.csv --out {tmp}/x.npz", 2, "UTF-16 text"),
     ("evaluate.py", "--checkpoint {ckpt} --data {csv} --batch-size 0", 2, "--batch-size must be at least 1"),
     ("evaluate.py", "--checkpoint {ckpt} --data {csv} --split PrivateTest", 2, "no PrivateTest faces (it has Training, PublicTest)"),
     ("predict.py", "{csv} --checkpoint {ckpt} --annotate {csv}", 2, "is a file, not a folder"),
@@ -286,7 +286,7 @@ def test_unknown_model_is_refused_before_tensorflow_loads(small_csv):
 def test_killed_preprocess_leftovers_are_removed(tmp_path, small_csv):
     stale = tmp_path / ".ferkit-999999999-0a1b2c3d.tmp.npz"  # a PID no process has
     stale.write_bytes(b"half a cache")
-    run_script("preprocess.py", "--csv", small_csv, "--out", tmp_path / "cache.npz", check=0)
+    run_script("preprocess.py", "--input", small_csv, "--out", tmp_path / "cache.npz", check=0)
     assert sorted(os.listdir(tmp_path)) == ["cache.npz"]
 
 
@@ -621,7 +621,7 @@ def test_a_kill_at_any_file_write_then_the_same_command_gives_the_uninterrupted_
     shutil.copy(os.path.join(ROOT, "samples", "astronaut.png"), inputs / "b.png")
     write_clip(tmp_path / "clip.avi")
     arguments = {
-        "preprocess": ["preprocess.py", "--csv", small_csv, "--out", "{out}/cache.npz"],
+        "preprocess": ["preprocess.py", "--input", small_csv, "--out", "{out}/cache.npz"],
         "evaluate": ["evaluate.py", "--checkpoint", tiny_tflite, "--data", synthetic_cache, "--tta", "--out", "{out}"],
         "export": ["export.py", "--checkpoint", tiny_checkpoint, "--out", "{out}/m.tflite", "--quantize", "none",
                    "--data", synthetic_cache],

@@ -36,7 +36,7 @@ def write_pair(folder, n_private_votes=4):
 
 def test_preprocess_stores_votes_and_evaluate_scores_the_clear_faces(tmp_path, tiny_checkpoint):
     write_pair(tmp_path)
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
                       "--out", tmp_path / "c.npz", check=0)
     assert "FER+ PrivateTest: 2 of 4 faces have a clear majority label; it agrees with FER-2013's on 50.0%" in proc.stdout
     np.testing.assert_array_equal(data.load_ferplus_votes(tmp_path / "c.npz", "PrivateTest")[1], CLEAR_HAPPY)
@@ -52,11 +52,11 @@ def test_preprocess_stores_votes_and_evaluate_scores_the_clear_faces(tmp_path, t
 
 def test_votes_that_do_not_line_up_are_refused(tmp_path):
     write_pair(tmp_path, n_private_votes=3)
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
                       "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and "3 PrivateTest rows, but" in proc.stderr and not (tmp_path / "c.npz").exists()
     (tmp_path / "fer2013new.csv").write_text("Usage,name,a,b\n")
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer2013.csv", "--ferplus", tmp_path / "fer2013new.csv",
                       "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and "not FER+'s header" in proc.stderr
 
@@ -142,6 +142,6 @@ def test_votes_shifted_by_a_row_are_refused(tmp_path):
     head, rows = lines[0], [l.split(",") for l in lines[1:]]
     shifted = [rows[0]] + [r[:2] + p[2:] for r, p in zip(rows[1:], rows[:-1])]
     (tmp_path / "shifted.csv").write_text("\n".join([head] + [",".join(r) for r in shifted]) + "\n")
-    proc = run_script("preprocess.py", "--csv", REAL_CSV, "--ferplus", tmp_path / "shifted.csv", "--out", tmp_path / "c.npz")
+    proc = run_script("preprocess.py", "--input", REAL_CSV, "--ferplus", tmp_path / "shifted.csv", "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and "votes do not line up" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "c.npz").exists()

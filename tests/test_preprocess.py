@@ -34,7 +34,7 @@ def test_plain_csv_round_trip(tmp_path):
     text, labels, usages = kaggle_csv()
     (tmp_path / "fer2013.csv").write_text(text)
     out = tmp_path / "cache.npz"
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--out", out, check=0)
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer2013.csv", "--out", out, check=0)
     assert "Training" in proc.stdout and "angry" in proc.stdout  # the class-count table
     check_cache(out, {"Training": 21, "PublicTest": 21, "PrivateTest": 21})
     splits = load_cache(out)
@@ -48,7 +48,7 @@ def test_gzip_csv(tmp_path):
     text, _, _ = kaggle_csv()
     with gzip.open(tmp_path / "fer2013.csv.gz", "wt") as f:
         f.write(text)
-    run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv.gz", "--out", tmp_path / "c.npz", check=0)
+    run_script("preprocess.py", "--input", tmp_path / "fer2013.csv.gz", "--out", tmp_path / "c.npz", check=0)
     check_cache(tmp_path / "c.npz", {"Training": 21, "PublicTest": 21, "PrivateTest": 21})
 
 
@@ -60,7 +60,7 @@ def test_kaggle_tar_gz(tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    run_script("preprocess.py", "--csv", tmp_path / "fer2013.tar.gz", "--out", tmp_path / "c.npz", check=0)
+    run_script("preprocess.py", "--input", tmp_path / "fer2013.tar.gz", "--out", tmp_path / "c.npz", check=0)
     check_cache(tmp_path / "c.npz", {"Training": 21, "PublicTest": 21, "PrivateTest": 21})
 
 
@@ -70,7 +70,7 @@ def test_icml_face_data_leading_spaces(tmp_path):
     faces = synthetic_faces(labels)
     rows = [f"{k}, {u}, {' '.join(map(str, f.ravel()))}" for k, u, f in zip(labels, usages, faces)]
     (tmp_path / "icml_face_data.csv").write_text("emotion, Usage, pixels\n" + "\n".join(rows) + "\n")
-    run_script("preprocess.py", "--csv", tmp_path / "icml_face_data.csv", "--out", tmp_path / "c.npz", check=0)
+    run_script("preprocess.py", "--input", tmp_path / "icml_face_data.csv", "--out", tmp_path / "c.npz", check=0)
     check_cache(tmp_path / "c.npz", {"Training": 14, "PublicTest": 14, "PrivateTest": 14})
     np.testing.assert_array_equal(load_cache(tmp_path / "c.npz")["PublicTest"][0], faces[14:28])
 
@@ -78,13 +78,13 @@ def test_icml_face_data_leading_spaces(tmp_path):
 def test_train_csv_without_usage_carves_stratified_validation(tmp_path):
     labels = balanced_labels(16)
     (tmp_path / "train.csv").write_text("emotion,pixels\n" + "\n".join(csv_rows(labels)) + "\n")
-    proc = run_script("preprocess.py", "--csv", tmp_path / "train.csv", "--out", tmp_path / "c.npz", check=0)
+    proc = run_script("preprocess.py", "--input", tmp_path / "train.csv", "--out", tmp_path / "c.npz", check=0)
     assert "no Usage column" in proc.stdout and "carved" in proc.stdout
     splits = load_cache(tmp_path / "c.npz")
     assert len(splits["PublicTest"][1]) == 112 // 8 and len(splits["Training"][1]) == 112 - 14
     assert (np.bincount(splits["PublicTest"][1], minlength=7) == 2).all()  # stratified
     again = tmp_path / "again.npz"
-    run_script("preprocess.py", "--csv", tmp_path / "train.csv", "--out", again, check=0)
+    run_script("preprocess.py", "--input", tmp_path / "train.csv", "--out", again, check=0)
     np.testing.assert_array_equal(load_cache(again)["PublicTest"][0], splits["PublicTest"][0])  # seeded
 
 
@@ -105,7 +105,7 @@ def write_image_folder(root, name_prefix=True, per_class=2):
 
 def test_image_folder_with_split_prefixes(tmp_path):
     labels, faces = write_image_folder(tmp_path / "fer")
-    run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
+    run_script("preprocess.py", "--input", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
     check_cache(tmp_path / "c.npz", {"Training": 14, "PublicTest": 7, "PrivateTest": 7})
     train_images, train_labels = load_cache(tmp_path / "c.npz")["Training"]
     assert sorted(train_labels) == sorted(labels)
@@ -114,7 +114,7 @@ def test_image_folder_with_split_prefixes(tmp_path):
 
 def test_image_folder_without_prefixes_halves_test(tmp_path):
     write_image_folder(tmp_path / "fer", name_prefix=False)
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
     assert "halves" in proc.stdout
     check_cache(tmp_path / "c.npz", {"Training": 14, "PublicTest": 7, "PrivateTest": 7})
 
@@ -147,7 +147,7 @@ def test_bad_csv_fails_with_one_line_and_no_cache(tmp_path, case):
     content, where, what = BAD_CSVS[case]
     path = bad_case(tmp_path, "fer2013.csv", content)
     out = tmp_path / "cache.npz"
-    proc = run_script("preprocess.py", "--csv", path, "--out", out)
+    proc = run_script("preprocess.py", "--input", path, "--out", out)
     assert proc.returncode == 2
     message = proc.stderr.strip()
     assert len(message.splitlines()) == 1 and "Traceback" not in proc.stderr
@@ -161,10 +161,10 @@ def test_unreadable_image_in_folder(tmp_path):
     write_image_folder(tmp_path / "fer")
     broken = tmp_path / "fer" / "train" / "Happy" / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "c.npz")
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer", "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and f"error: {broken}: cannot read image" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "c.npz").exists()
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "c.npz", "--skip-bad", check=0)
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer", "--out", tmp_path / "c.npz", "--skip-bad", check=0)
     assert "skipped 1" in proc.stdout and str(broken) in proc.stdout
     check_cache(tmp_path / "c.npz", {"Training": 14, "PublicTest": 7, "PrivateTest": 7})
 
@@ -173,21 +173,21 @@ def test_skip_bad_reports_lines(tmp_path):
     content = ("emotion,pixels,Usage\n" + GOOD + "\n9," + PIXELS + ",Training\n" + GOOD + "\n3,"
                + PIXELS[:-2] + ",Training\n")
     path = bad_case(tmp_path, "fer2013.csv", content)
-    proc = run_script("preprocess.py", "--csv", path, "--out", tmp_path / "c.npz", "--skip-bad", check=0)
+    proc = run_script("preprocess.py", "--input", path, "--out", tmp_path / "c.npz", "--skip-bad", check=0)
     assert "skipped 2 bad row(s)" in proc.stdout
     assert "line 3: emotion '9'" in proc.stdout and "line 5: 2303 pixels" in proc.stdout
     check_cache(tmp_path / "c.npz", {"Training": 2})
 
 
 def test_missing_file(tmp_path):
-    proc = run_script("preprocess.py", "--csv", tmp_path / "nope.csv", "--out", tmp_path / "c.npz")
+    proc = run_script("preprocess.py", "--input", tmp_path / "nope.csv", "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and "no such file" in proc.stderr and not (tmp_path / "c.npz").exists()
 
 
 @needs_real_data
 def test_real_fer2013_split_sizes_and_class_counts(tmp_path):
     out = tmp_path / "fer2013.npz"
-    run_script("preprocess.py", "--csv", REAL_CSV, "--out", out, check=0)
+    run_script("preprocess.py", "--input", REAL_CSV, "--out", out, check=0)
     expected = {"Training": [3995, 436, 4097, 7215, 4830, 3171, 4965],
                 "PublicTest": [467, 56, 496, 895, 653, 415, 607],
                 "PrivateTest": [491, 55, 528, 879, 594, 416, 626]}
@@ -202,10 +202,10 @@ def test_hidden_files_are_skipped_and_nested_folders_refused(tmp_path):
     write_image_folder(tmp_path / "fer")
     (tmp_path / "fer" / "train" / "Happy" / "._Training_0.png").write_bytes(b"\x00\x05\x16\x07 resource fork")
     (tmp_path / "fer" / "train" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
-    run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
+    run_script("preprocess.py", "--input", tmp_path / "fer", "--out", tmp_path / "c.npz", check=0)
     check_cache(tmp_path / "c.npz", {"Training": 14, "PublicTest": 7, "PrivateTest": 7})
     (tmp_path / "fer" / "train" / "sad" / "more").mkdir()
-    proc = run_script("preprocess.py", "--csv", tmp_path / "fer", "--out", tmp_path / "d.npz")
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer", "--out", tmp_path / "d.npz")
     assert proc.returncode == 2 and "train/sad/more: a folder inside an emotion folder" in proc.stderr
     assert not (tmp_path / "d.npz").exists()
 
@@ -259,7 +259,7 @@ def test_a_gzip_holding_one_huge_line_is_refused_without_reading_it_whole(tmp_pa
         for _ in range(200):
             f.write(b"1" * (1 << 20))
     assert path.stat().st_size < 2_000_000
-    proc = run_script("preprocess.py", "--csv", path, "--out", tmp_path / "c.npz")
+    proc = run_script("preprocess.py", "--input", path, "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and f"error: {path}:line 2: longer than 64 KB" in proc.stderr
     assert not (tmp_path / "c.npz").exists()
     from ferkit.data import DataError, load
@@ -267,3 +267,13 @@ def test_a_gzip_holding_one_huge_line_is_refused_without_reading_it_whole(tmp_pa
     with pytest.raises(DataError):
         load(path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB: far less than the line
+
+
+def test_the_old_spelling_csv_still_works_and_says_so(tmp_path):
+    text, _, _ = kaggle_csv()
+    (tmp_path / "fer2013.csv").write_text(text)
+    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--out", tmp_path / "c.npz", check=0)
+    assert "note: --csv is now --input in preprocess.py" in proc.stderr
+    check_cache(tmp_path / "c.npz", {"Training": 21, "PublicTest": 21, "PrivateTest": 21})
+    proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--input", tmp_path / "fer2013.csv")
+    assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
