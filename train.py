@@ -226,18 +226,17 @@ def load_sets(s):
                             "PublicTest split (or more Training rows, of which preprocess carves one)")
     train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
+    if s.refit:  # PublicTest joins the training set (FER-2013 labels only); it is still scored, but chooses nothing
+        train_images, train_labels = np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])
     # What a resume must find again: the faces trained on and their FER-2013 labels (not targets
     # derived from settings, which the settings themselves pin down).
-    trained_on = [(train_images, train_labels)] + ([(val_images, val_labels)] if s.refit else [])
-    fingerprint = data.fingerprint(np.concatenate([x for x, _ in trained_on]), np.concatenate([y for _, y in trained_on]))
+    fingerprint = data.fingerprint(train_images, train_labels)
     train_targets = None
     if s.labels in ("ferplus", "both"):
         train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
             s.data, train_images, train_labels, val_images, s.fer2013_weight if s.labels == "both" else 0.0)
     if s.teacher:
         train_targets = teacher_targets(s.teacher, s.distill, train_images, train_labels)
-    if s.refit:  # PublicTest joins the training set; it is still scored, as a check, but chooses nothing
-        train_images, train_labels = np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
                            val_x=to_model_input(val_images), val_labels=val_labels, fingerprint=fingerprint)
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from ferkit import data
-from ferkit.detectors import YuNetDetector, _search_scale
+from ferkit.detectors import YuNetDetector
 from ferkit.roundtrip import PHOTO, face_at, face_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -69,9 +69,8 @@ def faceless_photo(sources, rng):
 
 def searches(detector, photo):
     """Both of YuNetDetector's searches of a photo, at a low threshold: (coarse, full) lists of Detection."""
-    coarse = _search_scale(photo.shape, detector.min_face, detector.WINDOW, detector.max_side)
-    full = min(1.0, detector.max_side / max(photo.shape[:2]))
-    return detector._search(photo, coarse), (detector._search(photo, full) if full > coarse else [])
+    coarse, full = detector.scales(photo.shape)
+    return detector._search(photo, coarse), (detector._search(photo, full) if full is not None else [])
 
 
 def found_at(pair, coarse_t, full_t):

@@ -81,12 +81,18 @@ class YuNetDetector:
         the network's window has no face it could find: [] (never an error for the photos after it)."""
         if min(bgr.shape[:2]) < self.WINDOW:
             return []
-        coarse = _search_scale(bgr.shape, self.min_face, self.WINDOW, self.max_side)
+        coarse, full = self.scales(bgr.shape)
         found = self._search(bgr, coarse)
-        full = min(1.0, self.max_side / max(bgr.shape[:2]))
-        if not found and full > coarse:
+        if not found and full is not None:
             found = self._search(bgr, full)
         return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+
+    def scales(self, shape):
+        """(coarse, full): the scales of the first search and of the full-size one, None when the
+        first search is already at full size (benchmarks/bench_false_faces.py runs both)."""
+        coarse = _search_scale(shape, self.min_face, self.WINDOW, self.max_side)
+        full = min(1.0, self.max_side / max(shape[:2]))
+        return coarse, (full if full > coarse else None)
 
     def _search(self, bgr, scale):
         small = _shrink(bgr, scale)

@@ -53,6 +53,31 @@ def only_committed_files(folder, state):
     assert leftovers == []
 
 
+TIMING = ("seconds", "images_per_s")  # the log columns that differ from run to run
+
+
+def without_times(rows):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def log_without_times(folder):
+    """log.csv's rows without the columns that measure time."""
+    with open(folder / "log.csv") as f:
+        return without_times(csv.DictReader(f))
+
+
+def kill_after_first_commit(command, folder, delay):
+    """Run command, SIGKILL it `delay` seconds after its first state.json appears -> the finished Popen."""
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while not (folder / "state.json").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    return proc
+
+
 def test_kill_9_at_any_moment_never_loses_the_best_model(tmp_path, synthetic_cache):
     """SIGKILL inside every step of the save sequence, and at random moments; resume each time."""
     folder = tmp_path / "ck"
@@ -61,19 +86,11 @@ def test_kill_9_at_any_moment_never_loses_the_best_model(tmp_path, synthetic_cac
     kills = ["after_best:1", "after_last:2", "before_state:2", "random", "after_state:3", "random", "random", "after_best:2"]
     rng = random.Random(0)
     for kill in kills:
-        env = dict(os.environ)
-        if kill == "random":
-            proc = subprocess.Popen(train_command(folder, synthetic_cache, epochs), cwd=ROOT, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            deadline = time.time() + 60
-            while not (folder / "state.json").exists() and time.time() < deadline:
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next few epochs and their saves
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
+        if kill == "random":  # somewhere in the next few epochs and their saves
+            proc = kill_after_first_commit(train_command(folder, synthetic_cache, epochs), folder, rng.uniform(0.0, 1.0))
         else:
-            env["FERKIT_KILL_AT"] = kill
-            proc = subprocess.run(train_command(folder, synthetic_cache, epochs), cwd=ROOT, env=env, capture_output=True)
+            proc = subprocess.run(train_command(folder, synthetic_cache, epochs), cwd=ROOT,
+                                  env=dict(os.environ, FERKIT_KILL_AT=kill), capture_output=True)
         if proc.returncode == 0:  # training finished before reaching this kill point
             break
         assert proc.returncode == -signal.SIGKILL, kill
@@ -103,10 +120,7 @@ def end_state(folder):
     import numpy as np
     import tensorflow as tf
     state = json.loads((folder / "state.json").read_text())
-    timing = ("seconds", "images_per_s")
-    state["log"] = [{k: v for k, v in r.items() if k not in timing} for r in state["log"]]
-    with open(folder / "log.csv") as f:
-        rows = [{k: v for k, v in r.items() if k not in timing} for r in csv.DictReader(f)]
+    state["log"], rows = without_times(state["log"]), log_without_times(folder)
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.name.startswith("events.out"))
     weights = {which: {name: tf.train.load_checkpoint(str(folder / which)).get_tensor(name)
                        for name, _ in tf.train.list_variables(str(folder / which))} for which in ("best", "last")}
@@ -127,13 +141,7 @@ def test_every_interruption_resumes_to_the_uninterrupted_runs_end_state(tmp_path
         folder = tmp_path / f"run{i}"
         command = train_command(folder, synthetic_cache, epochs)
         if kill == "random":
-            proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            deadline = time.time() + 60
-            while not (folder / "state.json").exists() and time.time() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.3)  # inside the second epoch's steps
-            proc.send_signal(signal.SIGKILL)
-            proc.communicate()
+            kill_after_first_commit(command, folder, 0.3)  # inside the second epoch's steps
         else:
             proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, FERKIT_KILL_AT=kill), capture_output=True)
             assert proc.returncode == (130 if kill.endswith("INT") else -signal.SIGKILL), (kill, proc.stderr[-500:])
@@ -357,51 +365,38 @@ def test_any_bytes_as_an_image_give_a_picture_or_our_error(data):
         assert os.listdir(folder) == ["photo.img"]
 
 
-@pytest.mark.parametrize("damage, phrase", [
-    ("truncate", "the weights file is damaged or incomplete"),
-    ("delete", "the weights file (model.ckpt-"),
-    ("hparam", "not a valid checkpoint config (acnn_alstm has no hyperparameter 'depth'"),
+@pytest.mark.parametrize("precision, damage, phrase", [
+    ("float32", "truncate", "the weights file is damaged or incomplete"),
+    ("float32", "delete", "the weights file (model.ckpt-"),
+    ("float32", "hparam", "not a valid checkpoint config (acnn_alstm has no hyperparameter 'depth'"),
+    # The shipped checkpoints are float16 (checkpoints.halve), read through another path than float32's.
+    ("float16", "truncate", "the weights file is damaged or incomplete"),
+    ("float16", "flip", "the weights file is damaged or incomplete"),
+    ("float16", "junk index", "the weights file is damaged or incomplete"),
 ])
-def test_damaged_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint, synthetic_cache, damage, phrase):
+def test_damaged_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint, synthetic_cache, precision, damage,
+                                                      phrase):
+    from ferkit import checkpoints
     folder = tmp_path / "ck"
     shutil.copytree(tiny_checkpoint, folder)
+    if precision == "float16":
+        shutil.rmtree(folder / "last")
+        checkpoints.halve(str(folder))
     weights, = (folder / "best").glob("*.data-*")
+    content = bytearray(weights.read_bytes())
     if damage == "truncate":
-        weights.write_bytes(weights.read_bytes()[:1000])
+        weights.write_bytes(bytes(content[:1000 if precision == "float32" else len(content) // 2]))
     elif damage == "delete":
         weights.unlink()
+    elif damage == "flip":
+        content[len(content) // 2] ^= 0xFF
+        weights.write_bytes(bytes(content))
+    elif damage == "junk index":
+        next((folder / "best").glob("*.index")).write_bytes(b"\x00junk" * 50)
     else:
         config = json.loads((folder / "config.json").read_text())
         config["hparams"]["depth"] = 3
         (folder / "config.json").write_text(json.dumps(config))
-    for proc in (run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache),
-                 run_script("predict.py", os.path.join(ROOT, "samples", "astronaut.png"), "--checkpoint", folder)):
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr
-        assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr
-
-
-@pytest.mark.parametrize("damage, phrase", [
-    ("truncate", "the weights file is damaged or incomplete"),
-    ("flip", "the weights file is damaged or incomplete"),
-    ("junk index", "the weights file is damaged or incomplete"),
-])
-def test_damaged_float16_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint, synthetic_cache, damage, phrase):
-    """The shipped checkpoints are float16 (checkpoints.halve), read through another path than float32's."""
-    from ferkit import checkpoints
-    folder = tmp_path / "half"
-    shutil.copytree(tiny_checkpoint, folder)
-    shutil.rmtree(folder / "last")
-    checkpoints.halve(str(folder))
-    weights, = (folder / "best").glob("*.data-*")
-    index, = (folder / "best").glob("*.index")
-    content = bytearray(weights.read_bytes())
-    if damage == "truncate":
-        weights.write_bytes(bytes(content[:len(content) // 2]))
-    elif damage == "flip":
-        content[len(content) // 2] ^= 0xFF
-        weights.write_bytes(bytes(content))
-    else:
-        index.write_bytes(b"\x00junk" * 50)
     sample = os.path.join(ROOT, "samples", "astronaut.png")
     for proc in (run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache),
                  run_script("predict.py", sample, "--checkpoint", folder),
@@ -409,12 +404,6 @@ def test_damaged_float16_checkpoints_are_named_not_tracebacks(tmp_path, tiny_che
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-800:]
         assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr
     assert not (tmp_path / "x.tflite").exists()
-
-
-def log_without_times(folder):
-    """log.csv's rows without the columns that measure time."""
-    rows = list(csv.DictReader(open(folder / "log.csv")))
-    return [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")} for r in rows]
 
 
 def test_ctrl_c_while_scoring_is_scored_on_resume(tmp_path, synthetic_cache):
