@@ -1,7 +1,11 @@
 """Shared test helpers: running the scripts, small synthetic FER-2013 files, a tiny trained checkpoint."""
 import os
+import runpy
+import signal
 import subprocess
 import sys
+import tempfile
+import traceback
 
 import numpy as np
 import pytest
@@ -14,13 +18,72 @@ needs_real_data = pytest.mark.skipif(not os.path.exists(REAL_CSV),
 sys.path.insert(0, ROOT)
 
 
-def run_script(script, *args, check=None, timeout=600):
-    """Run one of the top-level scripts as a user would; returns the CompletedProcess (text stdout/stderr)."""
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+def run_script(script, *args, check=None, timeout=600, process=False):
+    """Run one of the top-level scripts with these arguments as a user would; returns a CompletedProcess
+    (returncode, text stdout and stderr).
+
+    By default the script runs in this process (its __main__ block, with argv, the current folder,
+    file descriptors 1 and 2, signal handlers and the environment set as a new process would have them,
+    and put back afterwards): what a subprocess adds is TensorFlow's import, 2-3 s a call. process=True
+    runs a real one, for what only a process shows (a first import, an exit status set by a signal, a
+    limit OpenCV reads once per process)."""
+    argv = [os.path.join(ROOT, script), *map(str, args)]
+    if process:
+        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    else:
+        proc = _run_here(argv)
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
+
+
+def _run_here(argv):
+    """run_script's in-process runner: the script as __main__, everything it writes to file descriptors
+    1 and 2 (Python's and C libraries' alike) collected as a subprocess's pipes would be."""
+    saved = (sys.argv, sys.stdout, sys.stderr, list(sys.path), os.getcwd(), dict(os.environ),
+             {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)})
+    if "tensorflow" in sys.modules:  # each run builds its graph from scratch, as in a new process
+        sys.modules["tensorflow"].compat.v1.reset_default_graph()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fds = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)
+        sys.argv, sys.path[0:0] = argv, [os.path.dirname(argv[0])]
+        os.chdir(ROOT)
+        code = 0
+        try:
+            runpy.run_path(argv[0], run_name="__main__")
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+        except BaseException:  # a traceback, exit 1, as Python itself would
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+            for fd in fds:
+                os.close(fd)
+            sys.argv, sys.stdout, sys.stderr, sys.path[:], cwd, env, handlers = saved
+            os.chdir(cwd)
+            os.environ.clear()
+            os.environ.update(env)
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", errors="surrogateescape")
+        stderr = err.read().decode("utf-8", errors="backslashreplace")
+    # text=True's universal newlines, which turn tqdm's carriage returns into line ends
+    stdout, stderr = (text.replace("\r\n", "\n").replace("\r", "\n") for text in (stdout, stderr))
+    return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
 
 def synthetic_faces(labels, seed=0):

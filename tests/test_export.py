@@ -19,6 +19,8 @@ FORMATS = {  # name -> export.py arguments after --out
     "int8.tflite": ("--quantize", "int8"),
 }
 
+pytestmark = pytest.mark.xdist_group("exports")  # the module's fixture is built once
+
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, tiny_checkpoint, synthetic_cache):

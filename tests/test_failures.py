@@ -20,9 +20,15 @@ from ferkit import backends
 TRAIN = ("--arch", "dnn", "--batch-size", 16, "--seed", 1)
 
 
+def train_args(folder, cache, epochs):
+    """train.py's arguments for a short run of the DNN, as run_script takes them."""
+    return ["train.py", *map(str, TRAIN), "--epochs", str(epochs), "--data", str(cache), "--checkpoint-dir", str(folder)]
+
+
 def train_command(folder, cache, epochs):
-    return [sys.executable, os.path.join(ROOT, "train.py"), *map(str, TRAIN), "--epochs", str(epochs),
-            "--data", str(cache), "--checkpoint-dir", str(folder)]
+    """The same run as a command line for a process of its own (one the test kills)."""
+    script, *args = train_args(folder, cache, epochs)
+    return [sys.executable, os.path.join(ROOT, script), *args]
 
 
 def committed(folder):
@@ -127,31 +133,39 @@ def end_state(folder):
     return state, rows, names, {w: {k: np.asarray(v).tobytes() for k, v in d.items()} for w, d in weights.items()}
 
 
+EPOCHS = 3  # 84 faces / 16: 5 steps an epoch
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, synthetic_cache):
+    """end_state of a short run never stopped."""
+    reference = tmp_path_factory.mktemp("uninterrupted") / "dnn"
+    run_script(*train_args(reference, synthetic_cache, EPOCHS), check=0)
+    return end_state(reference)
+
+
 @pytest.mark.slow
-def test_every_interruption_resumes_to_the_uninterrupted_runs_end_state(tmp_path, synthetic_cache):
+@pytest.mark.parametrize("kill", ["scoring:2", "scoring:2:INT", "after_best:2", "after_last:1", "before_state:3",
+                                  "after_state:2", "after_last:3", "random"])
+def test_every_interruption_resumes_to_the_uninterrupted_runs_end_state(tmp_path, synthetic_cache, uninterrupted,
+                                                                         kill):
     """Killed (SIGKILL) or interrupted (Ctrl-C) at each step of the save sequence, or at a random
     moment inside an epoch, then the same command again: the same files, log and weights, to the bit,
     as a run that was never stopped (batch order, augmentation and dropout are functions of the step)."""
-    epochs = 3  # 84 faces / 16: 5 steps an epoch
-    reference = tmp_path / "uninterrupted"
-    subprocess.run(train_command(reference, synthetic_cache, epochs), cwd=ROOT, capture_output=True, check=True)
-    expected = end_state(reference)
-    for i, kill in enumerate(["scoring:2", "scoring:2:INT", "after_best:2", "after_last:1", "before_state:3",
-                              "after_state:2", "after_last:3", "random"]):
-        folder = tmp_path / f"run{i}"
-        command = train_command(folder, synthetic_cache, epochs)
-        if kill == "random":
-            kill_after_first_commit(command, folder, 0.3)  # inside the second epoch's steps
-        else:
-            proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, FERKIT_KILL_AT=kill), capture_output=True)
-            assert proc.returncode == (130 if kill.endswith("INT") else -signal.SIGKILL), (kill, proc.stderr[-500:])
-        subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
-        got = end_state(folder)
-        assert got[:3] == expected[:3], kill
-        for which in ("best", "last"):
-            assert got[3][which].keys() == expected[3][which].keys(), kill
-            differing = [k for k in got[3][which] if got[3][which][k] != expected[3][which][k]]
-            assert not differing, (kill, which, differing[:3])
+    folder = tmp_path / "dnn"
+    command = train_command(folder, synthetic_cache, EPOCHS)
+    if kill == "random":
+        kill_after_first_commit(command, folder, 0.3)  # inside the second epoch's steps
+    else:
+        proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, FERKIT_KILL_AT=kill), capture_output=True)
+        assert proc.returncode == (130 if kill.endswith("INT") else -signal.SIGKILL), (kill, proc.stderr[-500:])
+    run_script(*train_args(folder, synthetic_cache, EPOCHS), check=0)
+    got = end_state(folder)
+    assert got[:3] == uninterrupted[:3]
+    for which in ("best", "last"):
+        assert got[3][which].keys() == uninterrupted[3][which].keys()
+        differing = [k for k in got[3][which] if got[3][which][k] != uninterrupted[3][which][k]]
+        assert not differing, (which, differing[:3])
 
 
 def test_finished_models_are_never_trained_over(tmp_path, synthetic_cache):
@@ -620,11 +634,13 @@ def test_a_kill_at_any_file_write_then_the_same_command_gives_the_uninterrupted_
     }[command]
 
     def run(out, kill=None):
+        """The command into out; killed at its kill-th file in a process of its own."""
         out.mkdir(exist_ok=True)  # export.py writes into an existing folder only
         args = [str(a).replace("{out}", str(out)) for a in arguments]
-        env = dict(os.environ, **({"FERKIT_KILL_AT": f"write:{kill}"} if kill else {}))
-        return subprocess.run([sys.executable, os.path.join(ROOT, args[0]), *args[1:]], cwd=ROOT, env=env,
-                              capture_output=True, text=True)
+        if kill is None:
+            return run_script(*args)
+        return subprocess.run([sys.executable, os.path.join(ROOT, args[0]), *args[1:]], cwd=ROOT,
+                              env=dict(os.environ, FERKIT_KILL_AT=f"write:{kill}"), capture_output=True, text=True)
 
     reference = tmp_path / "reference"
     assert run(reference).returncode == 0
