@@ -5,6 +5,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 
 
 class UserError(Exception):
@@ -125,11 +126,20 @@ def check_apart(out, inputs, flag):
                             "read back as inputs. Choose an output folder apart from them")
 
 
+_STDERR = threading.Lock()  # file descriptor 2 is the process's: one capture at a time (the service's threads)
+
+
 @contextlib.contextmanager
 def captured_stderr():
     """Collect what C libraries write to stderr (file descriptor 2) meanwhile, instead of letting it
     through: libjpeg reports a file damaged in the middle only there (and decodes it anyway), and
     libpng, FFmpeg, V4L2 and LiteRT would print lines of their own before our one-line error."""
+    with _STDERR, _captured_fd2() as messages:
+        yield messages
+
+
+@contextlib.contextmanager
+def _captured_fd2():
     sys.stderr.flush()
     saved = os.dup(2)
     messages = []

@@ -1,7 +1,8 @@
 """Photos in: reading image files defensively, upright, and listing folders of them.
 
   bgr = read_image(path)            any 8/16-bit gray, BGR or BGRA file -> uint8 (H, W, 3) BGR, EXIF orientation
-                                    applied; PhotoError if the file is bad
+                                    applied; PhotoError if the file is bad (TooLarge if over MAX_PIXELS)
+  bgr = decode_image(raw)           the same from the file's bytes, in memory (the HTTP service)
   gray = read_gray(path)            the same, as uint8 (H, W) grayscale
   bgr = as_bgr(array, rgb=False)    a NumPy image (gray, BGR, BGRA; RGB(A) with rgb=True; 8 or 16 bit) -> uint8 BGR
   items = list_images(paths)        files and folders -> [(path, name)], folders walked recursively; `name` is the
@@ -84,25 +85,37 @@ class PhotoError(Exception):
     """An image that cannot be used; the message says why in a few words."""
 
 
+class TooLarge(PhotoError):
+    """An image over MAX_PIXELS (or a file over what such an image can take), refused before decoding."""
+
+
+def max_bytes():
+    """The most bytes an image under MAX_PIXELS can take: 8 a pixel (16-bit RGBA), plus 1 MB of headers."""
+    return MAX_PIXELS * 8 + (1 << 20)
+
+
 def read_image(path):
     """Image file -> uint8 BGR (H, W, 3), turned upright by its EXIF orientation tag.
 
     Accepts 8- or 16-bit, one-channel, BGR or BGRA images (alpha is dropped,
     16 bits are scaled to 8).  Raises PhotoError for a missing, empty,
-    unreadable, truncated, corrupt or non-image file.
+    unreadable, truncated, corrupt or non-image file (TooLarge for one over the pixel limit).
     """
     try:
         with open(path, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # /dev/zero, a pipe: would be read for ever
                 raise PhotoError("not a regular file (a device, pipe or socket); give an image file")
-            # No image under the pixel limit takes more than 8 bytes a pixel (16-bit RGBA), plus its headers.
-            limit = MAX_PIXELS * 8 + (1 << 20)
-            raw = f.read(limit + 1)
+            raw = f.read(max_bytes() + 1)
     except OSError as e:
         raise PhotoError(f"cannot read file ({e.strerror or e})") from None
-    if len(raw) > limit:
-        raise PhotoError(f"over {limit / 1e6:,.0f} MB, more than an image under the limit of {MAX_PIXELS:,} pixels "
-                         "can take (predict.py --max-pixels raises the limit)")
+    return decode_image(raw)
+
+
+def decode_image(raw):
+    """An image file's bytes -> uint8 BGR (H, W, 3), upright; the checks of read_image, in memory."""
+    if len(raw) > max_bytes():
+        raise TooLarge(f"over {max_bytes() / 1e6:,.0f} MB, more than an image under the limit of {MAX_PIXELS:,} "
+                       "pixels can take (predict.py --max-pixels raises the limit)")
     if not raw:
         raise PhotoError("empty file")
     kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
@@ -115,8 +128,8 @@ def read_image(path):
         raise PhotoError("truncated PNG (no IEND chunk); the file is incomplete")
     size = header_size(raw, kind)
     if size and size[0] * size[1] > MAX_PIXELS:
-        raise PhotoError(f"{size[0]}x{size[1]} pixels, over the limit of {MAX_PIXELS:,} (a decompression bomb, "
-                         "or a very large photo: predict.py --max-pixels raises the limit)")
+        raise TooLarge(f"{size[0]}x{size[1]} pixels, over the limit of {MAX_PIXELS:,} (a decompression bomb, "
+                       "or a very large photo: predict.py --max-pixels raises the limit)")
     # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation: a phone photo stored
     # sideways comes out upright, so boxes are in the upright image's coordinates.
     with captured_stderr() as messages:

@@ -55,13 +55,14 @@ class Recognizer:
             raise PhotoError(f"{os.fsdecode(image) if is_path else 'the image array'}: {e}") from None
         return self.analyse(bgr, largest=largest)[0]
 
-    def analyse(self, bgr, largest=False, attention=False, detections=None):
+    def analyse(self, bgr, largest=False, attention=False, detections=None, detect=True):
         """uint8 BGR (H, W, 3) -> (faces as dicts, the 48x48 inputs uint8 (N, 48, 48, 1),
         local attention (N, 36) if attention=True else None); one model run gives both.
-        detections: what self.detector.detect(bgr) already returned, so it is not run twice."""
+        detections: what self.detector.detect(bgr) already returned, so it is not run twice.
+        detect=False treats the whole image as one face, as a Recognizer without a detector does."""
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         h, w = gray.shape
-        if self.detector is None:
+        if self.detector is None or not detect:
             detections, crops = [None], [face_to_48(gray)]
         else:
             detections = (self.detector.detect(bgr) if detections is None else detections)[:1 if largest else None]

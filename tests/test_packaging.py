@@ -44,6 +44,7 @@ def test_installed_package_finds_its_models_from_any_folder(tmp_path):
                     "--target", str(target), ROOT], check=True, capture_output=True, timeout=300)
     assert (target / "ferkit" / "pretrained" / "acnn_alstm_ferplus" / "model.tflite").is_file()
     assert (target / "ferkit" / "assets" / "face_detection_yunet_2023mar.onnx").is_file()
+    assert sorted(p.name for p in (target / "ferkit" / "web").iterdir()) == ["app.js", "index.html", "style.css"]
     code = ("import json, sys; from ferkit import Recognizer; import ferkit; faces = Recognizer().recognize(sys.argv[1]); "
             "print(json.dumps({'file': ferkit.__file__, 'faces': faces, 'tf': 'tensorflow' in sys.modules}))")
     elsewhere = tmp_path / "elsewhere"
