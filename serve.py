@@ -118,7 +118,7 @@ def main():
         signal.signal(sig, lambda signum, frame: None)
     if args.workers > 1:
         from uvicorn.supervisors import Multiprocess
-        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+        Multiprocess(config, sockets=[sock]).run()
     else:
         server = uvicorn.Server(config)
         server.run(sockets=[sock])

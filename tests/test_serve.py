@@ -302,3 +302,30 @@ def test_a_taken_port_is_a_one_line_error(server):
     assert proc.returncode == 2 and "choose another with --port" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
+
+
+def test_workers_share_the_port_and_stop_together():
+    s = Server("--workers", "2")
+    try:
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            deadline = time.time() + 60
+            while time.time() < deadline:  # the workers load their models after the port is bound
+                try:
+                    if c.get("/v1/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.2)
+            for _ in range(4):
+                good(c)
+        children = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 2, children
+        code, out, err = s.stop()
+        assert code == 0 and "stopped" in out, err
+        deadline = time.time() + 10
+        while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in children):
+            time.sleep(0.2)
+        left = {pid: open(f"/proc/{pid}/cmdline").read() for pid in children if os.path.exists(f"/proc/{pid}")}
+        assert not left, left
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
