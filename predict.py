@@ -2,7 +2,8 @@
 
     python predict.py PATH [PATH ...] [--model acnn_alstm_ferplus | --checkpoint PATH] [--detector yunet|haar]
                       [--json] [--annotate OUT_DIR] [--no-detect] [--largest] [--explain OUT_DIR]
-    python predict.py --video FILE [--csv OUT.csv] [--every N] [--annotate OUT_DIR]
+    python predict.py --video FILE [--csv OUT.csv] [--every N] [--smooth SECONDS] [--timeline OUT.png]
+                      [--annotate OUT_DIR]
     python predict.py --camera N [--annotate OUT_DIR]
 
 PATH is an image file or a folder (walked recursively, hidden files skipped).
@@ -12,9 +13,16 @@ has its faces, and classified; every face is reported, largest first.
 as FER-2013's own).  A bad file is reported in its entry and on stderr, the
 others are still processed, and the exit status is 1 if any image failed.
 Output images mirror the input tree under OUT_DIR, as PNG.
+
+In a video each person is tracked: every face row carries a track id, kept
+from frame to frame, and an emotion averaged over the last --smooth seconds;
+the per-person summary is printed at the end (and written beside --csv as
+OUT.summary.json, with the timeline plot OUT.timeline.png); --annotate writes
+every frame, labelled, as an H.264 MP4 that browsers play.
 """
 import contextlib
 import csv
+import importlib.util
 import json
 import os
 import sys
@@ -22,14 +30,17 @@ import sys
 import cv2
 import numpy as np
 
-from ferkit import DEFAULT_MODEL, cli, files
+from ferkit import DEFAULT_MODEL, cli, files, video
 from ferkit.detectors import DETECTORS, MIN_SCORE
-from ferkit.dataset import EMOTIONS
 from ferkit import photos
 from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, captured_stderr, list_images, read_image
 
 
 def label_of(face):
+    """'happy 93%' for a photo; '#2 happy 93%' for a tracked face in a video, with its smoothed emotion."""
+    if "track" in face:
+        emotion = face["smoothed_emotion"]
+        return f"#{face['track']} {emotion} {face['smoothed'][emotion]:.0%}"
     return f"{face['emotion']} {face['probabilities'][face['emotion']]:.0%}"
 
 
@@ -136,85 +147,90 @@ def predict_photos(recognizer, args):
 
 
 def open_stream(args):
-    """--camera N or --video FILE -> an opened cv2.VideoCapture, or a one-line UserError."""
+    """--camera N or --video FILE -> (an opened cv2.VideoCapture, frames per second, frame count or 0),
+    or a one-line UserError."""
     if args.camera is not None:
         with captured_stderr():  # V4L2's complaints about a missing device; ours follows in one line
             capture = cv2.VideoCapture(args.camera)
         if not capture.isOpened():
             raise cli.UserError(f"cannot open camera {args.camera}; is a camera connected, and is the index right "
                                 "(0 is the first)?")
-        return capture
-    if not os.path.isfile(args.video):
-        raise cli.UserError(f"{args.video}: no such video file")
-    with captured_stderr(), files.c_path(args.video) as name:  # FFmpeg's complaints: ours follows in one line
-        capture = cv2.VideoCapture(name)  # FFmpeg opens the file here; the alias is not needed after
-        ok, _ = capture.read() if capture.isOpened() else (False, None)
-    if not ok:
-        raise cli.UserError(f"{args.video}: cannot read it as a video (not a video file, or a format this OpenCV cannot decode)")
-    capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-    return capture
+        return capture, capture.get(cv2.CAP_PROP_FPS) or 25.0, 0
+    try:
+        return video.open_capture(args.video)
+    except video.VideoError as e:
+        raise cli.UserError(f"{args.video}: {e}") from None
+
+
+ANNOTATED = "annotated.mp4"  # --annotate's video, in OUT_DIR
+
+
+def beside(csv_path, suffix):
+    """OUT.csv -> OUT.timeline.png, OUT.summary.json: what is written beside the CSV."""
+    return os.path.splitext(csv_path)[0] + suffix
 
 
 def predict_stream(recognizer, args):
-    """Camera or video: emotions of the faces in every N-th frame.
+    """Camera or video: the faces of every N-th frame, tracked, their emotions smoothed.
 
-    --csv writes one row per face per frame; --annotate writes the video with
-    boxes drawn; a camera without either is shown in a window where OpenCV has one.
-    The CSV and video are written under temporary names and renamed when the
-    stream ends, so an interrupted run leaves neither half-written.
+    --csv writes one row per face per classified frame, with the summary (JSON) and the
+    timeline (PNG) beside it; --annotate writes every frame with the boxes drawn, as H.264; the
+    per-person summary is printed at the end.  A camera without --csv or --annotate is shown in a
+    window where OpenCV has one.  Every output is written under a temporary name and renamed when
+    the stream ends, so an interrupted run leaves none half-written.
     """
     from tqdm import tqdm
 
-    capture = open_stream(args)
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if args.video else 0
-    writer, table, window = None, None, args.camera is not None and not (args.annotate or args.csv)
+    capture, fps, total = open_stream(args)
+    window = args.camera is not None and not (args.annotate or args.csv)
+    stream = video.Video(recognizer, capture, fps, total, args.every, args.smooth, args.largest,
+                         images=bool(args.annotate) or window)
+    writer, table, records = None, None, []
     progress = tqdm(total=total or None, unit="frame", disable=not args.video, file=sys.stderr)
-    frame_no, rows = -1, 0
     # Each output is written under a temporary name and put in place when the stream has ended;
     # an error or Ctrl-C removes the temporaries (files.atomic_*), and leaves what was there before.
     with contextlib.ExitStack() as outputs:
-        outputs.callback(capture.release)
+        outputs.callback(stream.close)
         outputs.callback(progress.close)
         if args.csv:
             table = csv.writer(outputs.enter_context(files.atomic_write(args.csv, newline="")))
-            table.writerow(["frame", "time_s", "face", "x", "y", "w", "h", "emotion", *EMOTIONS])
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            frame_no += 1
+            table.writerow(video.COLUMNS)
+        for record in stream:
             progress.update()
-            if frame_no % args.every:
-                continue
-            faces, _, _ = recognizer.analyse(frame, largest=args.largest)
-            for k, face in enumerate(faces):
+            if record["classified"]:
+                records.append({k: v for k, v in record.items() if k != "image"})
                 if table:
-                    table.writerow([frame_no, f"{frame_no / fps:.3f}", k + 1, *face["box"], face["emotion"],
-                                    *(f"{face['probabilities'][e]:.4f}" for e in EMOTIONS)])
-                    rows += 1
+                    table.writerows(video.csv_cells(row) for row in video.rows(records[-1:]))
             if args.annotate:
                 if writer is None:
-                    tmp = outputs.enter_context(files.atomic_path(os.path.join(args.annotate, "annotated.mp4")))
+                    tmp = outputs.enter_context(files.atomic_path(os.path.join(args.annotate, ANNOTATED)))
                     name = outputs.enter_context(files.c_path(tmp))  # any folder name, even one not UTF-8
-                    writer = cv2.VideoWriter(name, cv2.VideoWriter_fourcc(*"mp4v"), fps / args.every,
-                                             (frame.shape[1], frame.shape[0]))
-                    outputs.callback(writer.release)  # before the file is put in place
-                writer.write(draw(frame, faces))
+                    writer = video.AnnotatedVideo(name, fps, record["image"].shape[1::-1])
+                    outputs.callback(writer.close)  # before the file is put in place
+                writer.write(draw(record["image"], record["faces"]))
             if window:
                 try:
-                    cv2.imshow("emotions (q quits)", draw(frame, faces))
+                    cv2.imshow("emotions (q quits)", draw(record["image"], record["faces"]))
                     if cv2.waitKey(1) & 0xFF == ord("q"):
                         break
                 except cv2.error:  # a headless OpenCV build has no windows
                     raise cli.UserError("this OpenCV has no display windows; pass --annotate OUT_DIR or --csv OUT.csv "
                                         "to save the results") from None
-            if not (args.csv or args.video):
-                print(f"frame {frame_no}: " + (", ".join(f"{f['emotion']} at {tuple(f['box'])}" for f in faces) or "no face"))
-    done = frame_no + 1
-    print(f"{done} frames read, {len(range(0, done, args.every))} classified"
-          + (f"; {rows} face rows written to {args.csv}" if args.csv else "")
-          + (f"; annotated video in {os.path.join(args.annotate, 'annotated.mp4')}" if writer is not None else ""),
+        tracks = video.summary(records, args.every / fps)
+        timeline = args.timeline or (beside(args.csv, ".timeline.png") if args.csv else None)
+        if args.csv:
+            with files.atomic_write(beside(args.csv, ".summary.json")) as f:
+                json.dump({"source": args.video or f"camera {args.camera}", "fps": fps, "every": args.every,
+                           "smooth_s": args.smooth, "tracks": tracks}, f, indent=1)
+        if timeline:
+            video.plot_timeline(records, timeline)
+    print("\n".join(video.summary_table(tracks)))
+    done = stream.read
+    print(f"{done} frames read, {len(records)} classified, {len(tracks)} people tracked"
+          + (f"; {sum(len(r['faces']) for r in records)} face rows in {args.csv}, summary and timeline beside it"
+             if args.csv else "")
+          + (f"; timeline in {timeline}" if timeline and not args.csv else "")
+          + (f"; annotated video in {os.path.join(args.annotate, ANNOTATED)}" if writer is not None else ""),
           file=sys.stderr)
     if total and done < total:  # the container promised more frames than could be decoded
         print(f"error: {args.video}: the video ended after {done} of its {total} frames (damaged or truncated); "
@@ -249,6 +265,11 @@ def main():
     parser.add_argument("--csv", metavar="OUT.csv", help="with --video/--camera: one row per face per frame "
                         "(frame, time_s, face, x, y, w, h, emotion, then the 7 probabilities)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="with --video/--camera: classify every N-th frame (default: 1)")
+    parser.add_argument("--smooth", type=float, default=video.SMOOTH, metavar="SECONDS",
+                        help="with --video/--camera: each person's emotion is the average of their last SECONDS or so, "
+                             "weighted towards the latest (default: %(default)s; 0 turns it off)")
+    parser.add_argument("--timeline", metavar="OUT.png", help="with --video/--camera: the plot of each person's emotions "
+                        "over time (default: beside --csv, as OUT.timeline.png)")
     parser.add_argument("--max-pixels", type=int, default=photos.MAX_PIXELS, metavar="N",
                         help="refuse images over N pixels, before decoding them (default: %(default)s)")
     args = parser.parse_args()
@@ -263,22 +284,35 @@ def main():
         parser.error(f"image paths ({' '.join(args.paths)}) cannot be combined with --video or --camera; run them separately")
     if not args.paths and not streaming:
         parser.error("give at least one image file or folder, or --camera / --video")
-    if not streaming and (args.csv or args.every != 1):
-        parser.error("--csv and --every apply to --video and --camera only")
+    if not streaming and (args.csv or args.every != 1 or args.timeline or args.smooth != video.SMOOTH):
+        parser.error("--csv, --every, --smooth and --timeline apply to --video and --camera only")
+    if not (0 <= args.smooth < float("inf")):  # NaN fails this too
+        parser.error(f"--smooth must be 0 (off) or a number of seconds, got {args.smooth}")
     if args.every < 1:
         parser.error(f"--every must be at least 1, got {args.every}")
     if args.camera is not None and not 0 <= args.camera < 2 ** 31:
         parser.error(f"--camera must be a camera index, 0 or more; got {args.camera}")
     if streaming and args.explain:
         parser.error("--explain applies to image files only")
+    if streaming and args.annotate and importlib.util.find_spec("av") is None:
+        raise cli.UserError("--annotate on a video writes H.264 through PyAV, which is not installed: "
+                            "pip install av (or the project's requirements.txt)")
     inputs = args.paths or ([args.video] if args.video else [])
     for flag, out in (("--annotate", args.annotate), ("--explain", args.explain)):
         if out:
             cli.output_folder(out, flag, apart_from=inputs)
+    written = {"--csv": args.csv, "--timeline": args.timeline}
     if args.csv:
-        cli.output_folder(os.path.dirname(os.path.abspath(args.csv)), "--csv")
-        if os.path.isdir(args.csv):
-            raise cli.UserError(f"--csv {args.csv}: is a folder; give a file name such as emotions.csv")
+        written.update({"--csv's summary": beside(args.csv, ".summary.json"),
+                        "--csv's timeline": None if args.timeline else beside(args.csv, ".timeline.png")})
+    for flag, out in written.items():
+        if not out:
+            continue
+        cli.output_folder(os.path.dirname(os.path.abspath(out)), flag.split("'")[0])
+        if os.path.isdir(out):
+            raise cli.UserError(f"{flag} {out}: is a folder; give a file name such as emotions.csv")
+        if args.video and os.path.exists(args.video) and os.path.realpath(out) == os.path.realpath(args.video):
+            raise cli.UserError(f"{flag} {out}: is the input video; choose another file name")
 
     from ferkit import backends
     path = backends.resolve(args.checkpoint, args.model)

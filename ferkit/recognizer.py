@@ -14,6 +14,8 @@ RGB with rgb=True, or gray; 8 or 16 bits.  Each face is a dict
 largest face first, in the image's pixels (for a file: the upright image,
 EXIF orientation applied).  The landmarks are the right eye, left eye, nose
 tip and right and left mouth corners; Haar gives neither landmarks nor a score.
+
+video(path) does the same for every frame of a video, with the faces tracked (ferkit.video).
 """
 import os
 
@@ -84,6 +86,17 @@ class Recognizer:
                 "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)},
             })
         return faces, inputs, weights
+
+    def video(self, path, every=1, smooth=None, largest=False, images=False):
+        """A video file -> a ferkit.video.Video: iterate it for one record per classified frame
+        ({"frame", "time_s", "faces"}, each face with its "track" id and "smoothed" probabilities).
+        smooth: seconds (ferkit.video.SMOOTH by default, 0 for none); see ferkit.video."""
+        from ferkit import video
+        try:
+            capture, fps, total = video.open_capture(path)
+        except video.VideoError as e:
+            raise video.VideoError(f"{os.fsdecode(path)}: {e}") from None
+        return video.Video(self, capture, fps, total, every, video.SMOOTH if smooth is None else smooth, largest, images)
 
     def close(self):
         self.classifier.close()

@@ -219,14 +219,18 @@ def test_video_to_csv_one_row_per_face_per_frame(tiny_tflite, tmp_path):
     proc = run_script("predict.py", "--video", video, "--checkpoint", tiny_tflite, "--csv", out,
                       "--every", 2, "--annotate", tmp_path / "ann", check=0)
     rows = out.read_text().splitlines()
-    assert rows[0] == "frame,time_s,face,x,y,w,h,emotion," + ",".join(EMOTIONS)
+    assert rows[0] == ("frame,time_s,track,face,x,y,w,h,score,emotion," + ",".join(EMOTIONS) + ",smoothed_emotion,"
+                       + ",".join(f"smoothed_{e}" for e in EMOTIONS))
     frames = [r.split(",") for r in rows[1:]]
     assert [int(r[0]) for r in frames] == [0, 2, 4, 6]  # every 2nd frame, 0..6, each with its one face
     assert [float(r[1]) for r in frames] == [0.0, 0.2, 0.4, 0.6]
-    for r in frames:
-        assert r[2] == "1" and r[7] in EMOTIONS and abs(sum(map(float, r[8:])) - 1) < 1e-3
+    for r in frames:  # one person, one track
+        assert r[2] == "1" and r[3] == "1" and r[9] in EMOTIONS and abs(sum(map(float, r[10:17])) - 1) < 1e-3
+        assert r[17] in EMOTIONS and abs(sum(map(float, r[18:25])) - 1) < 1e-3
     assert os.path.getsize(tmp_path / "ann" / "annotated.mp4") > 0
-    assert [f for f in os.listdir(tmp_path) if "tmp" in f] == [] and "7 frames read, 4 classified" in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["ann", "clip.avi", "emotions.csv", "emotions.summary.json",
+                                            "emotions.timeline.png"]
+    assert "7 frames read, 4 classified, 1 people tracked" in proc.stderr
 
 
 def test_stream_arguments_checked_before_anything_runs(tiny_tflite, tmp_path):
@@ -277,5 +281,5 @@ def test_file_and_folder_names_that_are_not_utf8(tiny_tflite, tmp_path):
     assert os.listdir(base + b"/out\xe9") == [b"ph\xe9oto.png"] and len(os.listdir(base + b"/exp\xe9")) == 1
     proc = run("--video", base + b"/cl\xe9p.avi", "--csv", base + b"/v\xe9/e.csv", "--annotate", base + b"/v\xe9")
     assert b"3 frames read, 3 classified" in proc.stderr
-    assert sorted(os.listdir(base + b"/v\xe9")) == [b"annotated.mp4", b"e.csv"]
+    assert sorted(os.listdir(base + b"/v\xe9")) == [b"annotated.mp4", b"e.csv", b"e.summary.json", b"e.timeline.png"]
     assert os.path.getsize(base + b"/v\xe9/annotated.mp4") > 0

@@ -12,7 +12,8 @@ from conftest import ROOT, balanced_labels, csv_rows
 
 # What differs from the README's lines: a small CSV for the real one, a one-epoch schedule for 45,
 # the sample photo's folder for the user's photos.
-SUBSTITUTIONS = {"--epochs 45 --patience 45": "--epochs 1 --patience 1 --batch-size 16", "my_photos/": "photos/"}
+SUBSTITUTIONS = {"--epochs 45 --patience 45": "--epochs 1 --patience 1 --batch-size 16", "my_photos/": "photos/",
+                 "my_clip.mp4": "clip.avi"}
 
 
 def pipeline_lines():
@@ -29,9 +30,14 @@ def test_the_pipeline_block_runs_as_written(tmp_path):
     (tmp_path / "data" / "fer2013.csv").write_text("emotion,pixels,Usage\n" + "\n".join(csv_rows(labels, usages)) + "\n")
     (tmp_path / "photos").mkdir()
     shutil.copy(os.path.join(ROOT, "samples", "astronaut.png"), tmp_path / "photos")
+    import cv2
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 512))
+    for _ in range(5):
+        writer.write(cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")))
+    writer.release()
     lines = pipeline_lines()
     assert [shlex.split(l)[1] for l in lines] == ["preprocess.py", "train.py", "evaluate.py", "evaluate.py", "predict.py",
-                                                  "export.py"]
+                                                  "predict.py", "export.py"]
     for line in lines:
         for old, new in SUBSTITUTIONS.items():
             line = line.replace(old, new)
@@ -42,5 +48,6 @@ def test_the_pipeline_block_runs_as_written(tmp_path):
         assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
     for made in ("data/fer2013.npz", "runs/acnn_alstm/best/checkpoint", "runs/acnn_alstm/curves.png",
                  "runs/acnn_alstm/eval_PrivateTest_tta.json", "runs/eval/dnn/eval_PrivateTest_tta.json",
-                 "runs/annotated/astronaut.png", "runs/acnn_alstm.tflite"):
+                 "runs/annotated/astronaut.png", "runs/acnn_alstm.tflite", "runs/clip/emotions.csv",
+                 "runs/clip/emotions.summary.json", "runs/clip/annotated.mp4"):
         assert (tmp_path / made).is_file(), made
