@@ -176,21 +176,22 @@ def as_bgr(image, rgb=False):
     return cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb else np.ascontiguousarray(image)
 
 
-def _walk(folder):
-    """Image files under folder, recursively, sorted, hidden files and folders skipped."""
+def _walk(folder, extensions=IMAGE_EXTENSIONS):
+    """Image files (or others, by extension) under folder, recursively, sorted, hidden files and folders skipped."""
     def unreadable(error):  # os.walk skips folders it cannot list, silently, unless told otherwise
         raise UserError(f"{error.filename}: cannot list the folder ({error.strerror}); check its permissions, "
                         "or leave it out")
     for root, dirs, files in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if not name.startswith(".") and name.lower().endswith(extensions):
                 yield os.path.join(root, name)
 
 
-def list_images(paths):
-    """Files and folders -> [(path, name)] in order: a folder contributes its image files, recursively
-    and sorted (hidden ones skipped); a file is kept as given, whatever its extension.
+def list_images(paths, extensions=IMAGE_EXTENSIONS):
+    """Files and folders -> [(path, name)] in order: a folder contributes its image files (or files with
+    these extensions), recursively and sorted (hidden ones skipped); a file is kept as given, whatever
+    its extension.
 
     `name` is the path relative to the common folder of all inputs (a folder given alone is its own
     root), so that output files mirror the input tree and two inputs never share a name.
@@ -198,7 +199,7 @@ def list_images(paths):
     paths = [os.fspath(p) for p in paths]
     files = []
     for p in paths:
-        files += sorted(_walk(p)) if os.path.isdir(p) else [p]
+        files += sorted(_walk(p, extensions)) if os.path.isdir(p) else [p]
     roots = [os.path.abspath(p) if os.path.isdir(p) else os.path.dirname(os.path.abspath(p)) for p in paths]
     base = os.path.commonpath(roots) if roots else ""
     items, seen = [], set()

@@ -38,10 +38,12 @@ class Recognizer:
     written by export.py (ferkit.backends.load).
     detector: "yunet" (default), "haar", or None to treat each whole image as one face.
     min_score: the YuNet score a face needs (ferkit.detectors.MIN_SCORE; Haar has no score).
+    num_threads: LiteRT's threads for a .tflite model (default: every core).
     """
 
-    def __init__(self, model=DEFAULT_MODEL, checkpoint=None, detector="yunet", bfloat16=False, min_score=MIN_SCORE):
-        self.classifier = backends.load(backends.resolve(checkpoint, model), bfloat16=bfloat16)
+    def __init__(self, model=DEFAULT_MODEL, checkpoint=None, detector="yunet", bfloat16=False, min_score=MIN_SCORE,
+                 num_threads=None):
+        self.classifier = backends.load(backends.resolve(checkpoint, model), bfloat16=bfloat16, num_threads=num_threads)
         self.detector = make_detector(detector, min_score) if detector else None
 
     @property

@@ -107,8 +107,11 @@ class VideoError(Exception):
     """A file that cannot be read as a video; the message says why in a few words."""
 
 
-def open_capture(path):
-    """A video file -> (an opened cv2.VideoCapture at its first frame, frames per second, the frame
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+
+
+def open_capture(path, start=0):
+    """A video file -> (an opened cv2.VideoCapture at frame `start`, frames per second, the frame
     count its container claims or 0); VideoError if it is missing or not a video OpenCV can decode."""
     import os
     import cv2
@@ -124,7 +127,11 @@ def open_capture(path):
         raise VideoError("cannot read it as a video (not a video file, or a format this OpenCV cannot decode)")
     fps = capture.get(cv2.CAP_PROP_FPS)
     total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-    return _FirstFrameKept(capture, first), fps if fps and math.isfinite(fps) and fps > 0 else 25.0, total
+    fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
+    if start:  # a segment of the video (annotate.py): FFmpeg seeks to the keyframe before, then decodes on
+        capture.set(cv2.CAP_PROP_POS_FRAMES, start)
+        return capture, fps, total
+    return _FirstFrameKept(capture, first), fps, total
 
 
 class _FirstFrameKept:
@@ -148,17 +155,18 @@ class Video:
     """Recognizer.video's answer: iterate for the records.  .fps, .total (the frames the container
     claims, 0 if it does not say) and .read (frames decoded so far) describe the stream."""
 
-    def __init__(self, recognizer, capture, fps, total=0, every=1, smooth=SMOOTH, largest=False, images=False):
+    def __init__(self, recognizer, capture, fps, total=0, every=1, smooth=SMOOTH, largest=False, images=False,
+                 start=0, end=None):
         self.recognizer, self.capture, self.fps, self.total = recognizer, capture, fps, total
         self.every, self.largest, self.images = every, largest, images
         self.tracker, self.smoother = Tracker(), Smoother(smooth)
-        self.read = 0
+        self.read, self.end = start, end  # frame numbers: the capture is at `start`; stop before `end`
 
     def __iter__(self):
         """One record per classified frame; with images=True one per source frame, each with its
         "image" (BGR) and "classified" (False: the faces are the last classified frame's, held)."""
         faces = []
-        while True:
+        while self.end is None or self.read < self.end:
             ok, frame = self.capture.read()
             if not ok:
                 return

@@ -37,7 +37,7 @@ def test_the_pipeline_block_runs_as_written(tmp_path):
     writer.release()
     lines = pipeline_lines()
     assert [shlex.split(l)[1] for l in lines] == ["preprocess.py", "train.py", "evaluate.py", "evaluate.py", "predict.py",
-                                                  "predict.py", "export.py"]
+                                                  "predict.py", "annotate.py", "export.py"]
     for line in lines:
         for old, new in SUBSTITUTIONS.items():
             line = line.replace(old, new)
@@ -49,5 +49,5 @@ def test_the_pipeline_block_runs_as_written(tmp_path):
     for made in ("data/fer2013.npz", "runs/acnn_alstm/best/checkpoint", "runs/acnn_alstm/curves.png",
                  "runs/acnn_alstm/eval_PrivateTest_tta.json", "runs/eval/dnn/eval_PrivateTest_tta.json",
                  "runs/annotated/astronaut.png", "runs/acnn_alstm.tflite", "runs/clip/emotions.csv",
-                 "runs/clip/emotions.summary.json", "runs/clip/annotated.mp4"):
+                 "runs/clip/emotions.summary.json", "runs/clip/annotated.mp4", "runs/archive/summary.json"):
         assert (tmp_path / made).is_file(), made

@@ -1,0 +1,187 @@
+"""annotate.py on Ray, embedded with 2 CPUs (started once for the module): the same rows as predict.py,
+reruns that skip what is done, error rows, a worker killed mid-run, and a node of a two-node cluster
+removed mid-run."""
+import csv
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_script
+
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray per test worker: these share it
+ray = pytest.importorskip("ray")
+pq = pytest.importorskip("pyarrow.parquet")
+
+SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def embedded_ray():
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A folder of photos (three with faces at other sizes, one not an image, one truncated) and a
+    30-frame clip of a face moving."""
+    folder = tmp_path_factory.mktemp("inputs")
+    photo = cv2.imread(SAMPLE)
+    for k, side in enumerate((512, 400, 640)):
+        cv2.imwrite(str(folder / f"p{k}.jpg"), cv2.resize(photo, (side, side)))
+    (folder / "notes.jpg").write_text("not a photo")
+    (folder / "cut.png").write_bytes((folder / "p0.jpg").read_bytes()[:1] + cv2.imencode(".png", photo)[1].tobytes()[1:3000])
+    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    face = cv2.resize(photo, (300, 300))
+    for k in range(30):
+        frame = np.full((480, 640, 3), 100, np.uint8)
+        frame[90:390, 10 * k:10 * k + 300] = face
+        writer.write(frame)
+    writer.release()
+    return folder
+
+
+def faces_table(out):
+    return pq.read_table(os.path.join(out, "faces")).to_pandas()
+
+
+def test_rows_are_predicts_and_a_rerun_skips_what_is_done(inputs, tmp_path):
+    out = tmp_path / "dataset"
+    proc = run_script("annotate.py", inputs, "--out", out, "--workers", 2, "--batch", 2, "--segment-seconds", 1)
+    assert proc.returncode == 1, proc.stderr  # two files could not be read
+    assert "Traceback" not in proc.stderr and "Token authentication" not in proc.stderr
+    faces = faces_table(out)
+    errors = pq.read_table(os.path.join(out, "errors")).to_pandas()
+    assert sorted(os.path.basename(s) for s in errors["source"]) == ["cut.png", "notes.jpg"]
+    assert all("\n" not in e and e for e in errors["error"])
+    # Photos: the faces predict.py --json gives, box for box, probabilities within 1e-4.
+    printed = json.loads(run_script("predict.py", inputs, "--json").stdout)
+    expected = {(os.path.basename(e["path"]), tuple(f["box"]), f["emotion"]): f for e in printed for f in e["faces"]}
+    photo_rows = faces[faces["frame"].isna()]
+    got = {(os.path.basename(r.source), (r.x, r.y, r.w, r.h), r.emotion): r for r in photo_rows.itertuples()}
+    assert got.keys() == expected.keys() and len(got) == 3
+    for key, row in got.items():
+        for emotion, p in expected[key]["probabilities"].items():
+            assert abs(getattr(row, emotion) - p) <= 1e-4
+        assert list(row.landmarks) == [v for point in expected[key]["landmarks"] for v in point]
+    # The video, in three segments of 10 frames: the rows of predict.py --video, frame for frame.
+    run_script("predict.py", "--video", inputs / "clip.avi", "--csv", tmp_path / "v.csv", check=0)
+    with open(tmp_path / "v.csv", newline="") as f:
+        expected = {(int(r["frame"]), int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"]), r["emotion"])
+                    for r in csv.DictReader(f)}
+    video_rows = faces[faces["frame"].notna()]
+    got = {(int(r.frame), r.x, r.y, r.w, r.h, r.emotion) for r in video_rows.itertuples()}
+    assert got == expected and len(got) >= 30 and set(video_rows["frame"]) == set(range(30))
+    assert set(video_rows["track"] // 1_000_000) == {0, 1, 2}  # segment k's ids start at k * 1,000,000 + 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["photos"], summary["frames"], summary["faces"], summary["errors"]) == (5, 30, len(faces), 2)
+    assert summary["shards"] == 6 and summary["this_run"]["shards"] == 6  # 3 photo batches, 3 segments
+    # The same command again: nothing to do, nothing rewritten.
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")}
+    again = run_script("annotate.py", inputs, "--out", out, "--workers", 2, "--batch", 2, "--segment-seconds", 1)
+    assert again.returncode == 1 and "0 shards run, 6 already done" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before
+    # Another model's dataset in the same folder is refused; --overwrite replaces it.
+    other = run_script("annotate.py", inputs, "--out", out, "--model", "dnn", "--batch", 2, "--segment-seconds", 1)
+    assert other.returncode == 2 and "holds a dataset made otherwise (model 'acnn_alstm_ferplus' -> 'dnn')" in other.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.parquet")} == before
+
+
+def test_refusals_before_any_work(inputs, tmp_path):
+    for args, phrase in ([[inputs, "--out", inputs / "out"], "is inside the input"],
+                         [[tmp_path / "missing", "--out", tmp_path / "o"], "no such file or folder"],
+                         [[inputs, "--out", tmp_path / "o", "--segment-seconds", 0], "--segment-seconds must be above 0"],
+                         [[inputs, "--out", tmp_path / "o", "--model", "nope"], "no shipped model 'nope'"]):
+        proc = run_script("annotate.py", *args)
+        assert proc.returncode == 2 and phrase in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (inputs / "out").exists() and not (tmp_path / "o" / "faces").exists()
+
+
+def many_photos(folder, n):
+    photo = cv2.imread(SAMPLE)
+    folder.mkdir()
+    for k in range(n):
+        cv2.imwrite(str(folder / f"{k:03d}.jpg"), cv2.resize(photo, (300 + 4 * k, 300 + 4 * k)))
+    return folder
+
+
+def exactly_once(out, n):
+    faces = faces_table(out)
+    assert sorted(faces["source"].map(os.path.basename)) == [f"{k:03d}.jpg" for k in range(n)]  # one face each
+    shards = sorted(os.listdir(out / "faces"))
+    assert len(shards) == len(set(shards)) and not [s for s in shards if not s.endswith(".parquet")]
+
+
+def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
+    from ferkit.annotate import ACTOR_PREFIX
+    folder = many_photos(tmp_path / "photos", 24)
+    out = tmp_path / "dataset"
+    killed = []
+
+    def kill_one():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            names = [n["name"] if isinstance(n, dict) else n for n in ray.util.list_named_actors()]
+            ours = [n for n in names if n.startswith(ACTOR_PREFIX)]
+            done = len(os.listdir(out / "faces")) if (out / "faces").exists() else 0
+            if ours and done >= 2:
+                pid = ray.get(ray.get_actor(ours[0]).pid.remote())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=kill_one)
+    thread.start()
+    proc = run_script("annotate.py", folder, "--out", out, "--workers", 2, "--batch", 2, check=0)
+    thread.join()
+    assert killed, "no worker was killed: the run ended first"
+    exactly_once(out, 24)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["photos"] == 24 and summary["this_run"]["workers_at_end"] == 2  # replaced: its CPU was free
+    assert "12 shards run" in proc.stdout
+
+
+def test_a_node_removed_mid_run_loses_nothing(tmp_path):
+    """Two nodes of one CPU each (Ray's own Cluster helper, on this machine); the second is removed
+    once a few shards are done, and the run finishes on the first."""
+    from ray.cluster_utils import Cluster
+    from ferkit.annotate import Job, run
+    from ferkit import backends
+    ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        second = cluster.add_node(num_cpus=1)
+        ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+        folder = many_photos(tmp_path / "photos", 24)
+        out = tmp_path / "dataset"
+        (out / "faces").mkdir(parents=True)
+        (out / "errors").mkdir()
+        photos = sorted(str(p) for p in folder.iterdir())
+        job = Job(photos, [], str(out), os.path.abspath(backends.resolve(None, "acnn_alstm_ferplus")), "acnn_alstm_ferplus",
+                  batch=2)
+
+        def remove_later():
+            deadline = time.time() + 120
+            while time.time() < deadline and len(os.listdir(out / "faces")) < 3:
+                time.sleep(0.05)
+            cluster.remove_node(second)
+
+        thread = threading.Thread(target=remove_later)
+        thread.start()
+        summary = run(job, workers=2, progress=False)
+        thread.join()
+        exactly_once(out, 24)
+        assert summary["photos"] == 24 and summary["this_run"]["shards"] == 12
+        assert summary["this_run"]["workers_at_end"] == 1  # the removed node's worker was not replaced: no CPU for it
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
