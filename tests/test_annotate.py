@@ -4,7 +4,6 @@ removed mid-run."""
 import csv
 import json
 import os
-import shutil
 import signal
 import threading
 import time
