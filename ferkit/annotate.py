@@ -210,7 +210,7 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     started = time.perf_counter()
     shards = job.shards()
     todo = collections.deque(s for s in shards if not done(job, s))
-    ran, used, totals = len(todo), 0, collections.Counter()
+    ran, used, deaths, totals = len(todo), 0, 0, collections.Counter()
     connected = bool(todo) and not ray.is_initialized()  # nothing left to do: no Ray at all
     if connected:
         if not verbose:  # Ray's notes on start-up (token authentication is on, as it should be): not ours to print
@@ -221,7 +221,7 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     actors = []
     try:
         remote = ray.remote(num_cpus=threads, max_restarts=0)(Annotator)
-        made, deaths = iter(range(1 << 30)), 0
+        made = iter(range(1 << 30))
         prefix = f"{ACTOR_PREFIX}{os.getpid()}-{time.time_ns()}-"
 
         def new_actor():
@@ -268,7 +268,7 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     summary = summarise(job, shards)
     summary["this_run"] = {"shards": ran, "skipped": len(shards) - ran, **{k: totals[k] for k in STATS},
                            "wall_seconds": round(seconds, 2), "per_second": round(items / seconds, 1) if ran else None,
-                           "workers": workers, "workers_at_end": used}
+                           "workers": workers, "workers_lost": deaths, "workers_at_end": used}
     with files.atomic_write(os.path.join(job.out, "summary.json")) as f:
         json.dump(summary, f, indent=1)
     return summary

@@ -116,42 +116,45 @@ def many_photos(folder, n):
 def exactly_once(out, n):
     faces = faces_table(out)
     assert sorted(faces["source"].map(os.path.basename)) == [f"{k:03d}.jpg" for k in range(n)]  # one face each
-    shards = sorted(os.listdir(out / "faces"))
-    assert len(shards) == len(set(shards)) and not [s for s in shards if not s.endswith(".parquet")]
+    assert pq.read_table(os.path.join(out, "errors")).num_rows == 0
+
+
+def when_done(out, shards, action):
+    """A thread that runs action() once `shards` shards are written under out/faces."""
+    def wait():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (out / "faces").exists() and len([n for n in os.listdir(out / "faces") if n.endswith(".parquet")]) >= shards:
+                return action()
+            time.sleep(0.02)
+    thread = threading.Thread(target=wait)
+    thread.start()
+    return thread
 
 
 def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
     from ferkit.annotate import ACTOR_PREFIX
-    folder = many_photos(tmp_path / "photos", 24)
+    folder = many_photos(tmp_path / "photos", 60)
     out = tmp_path / "dataset"
-    killed = []
 
     def kill_one():
-        deadline = time.time() + 120
-        while time.time() < deadline and not killed:
-            names = [n["name"] if isinstance(n, dict) else n for n in ray.util.list_named_actors()]
-            ours = [n for n in names if n.startswith(ACTOR_PREFIX)]
-            done = len(os.listdir(out / "faces")) if (out / "faces").exists() else 0
-            if ours and done >= 2:
-                pid = ray.get(ray.get_actor(ours[0]).pid.remote())
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            time.sleep(0.05)
+        names = [n["name"] if isinstance(n, dict) else n for n in ray.util.list_named_actors()]
+        pid = ray.get(ray.get_actor(next(n for n in names if n.startswith(ACTOR_PREFIX))).pid.remote())
+        os.kill(pid, signal.SIGKILL)
 
-    thread = threading.Thread(target=kill_one)
-    thread.start()
+    thread = when_done(out, 1, kill_one)
     proc = run_script("annotate.py", folder, "--out", out, "--workers", 2, "--batch", 2, check=0)
     thread.join()
-    assert killed, "no worker was killed: the run ended first"
-    exactly_once(out, 24)
+    exactly_once(out, 60)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["photos"] == 24 and summary["this_run"]["workers_at_end"] == 2  # replaced: its CPU was free
-    assert "12 shards run" in proc.stdout
+    assert summary["this_run"]["workers_lost"] == 1, "the run ended before the worker was killed"
+    assert summary["photos"] == 60 and summary["this_run"]["workers_at_end"] == 2  # replaced: its CPU was free
+    assert "30 shards run" in proc.stdout
 
 
 def test_a_node_removed_mid_run_loses_nothing(tmp_path):
     """Two nodes of one CPU each (Ray's own Cluster helper, on this machine); the second is removed
-    once a few shards are done, and the run finishes on the first."""
+    once a shard is done, and the run finishes on the first."""
     from ray.cluster_utils import Cluster
     from ferkit.annotate import Job, run
     from ferkit import backends
@@ -160,26 +163,19 @@ def test_a_node_removed_mid_run_loses_nothing(tmp_path):
     try:
         second = cluster.add_node(num_cpus=1)
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-        folder = many_photos(tmp_path / "photos", 24)
+        folder = many_photos(tmp_path / "photos", 60)
         out = tmp_path / "dataset"
         (out / "faces").mkdir(parents=True)
         (out / "errors").mkdir()
         photos = sorted(str(p) for p in folder.iterdir())
         job = Job(photos, [], str(out), os.path.abspath(backends.resolve(None, "acnn_alstm_ferplus")), "acnn_alstm_ferplus",
                   batch=2)
-
-        def remove_later():
-            deadline = time.time() + 120
-            while time.time() < deadline and len(os.listdir(out / "faces")) < 3:
-                time.sleep(0.05)
-            cluster.remove_node(second)
-
-        thread = threading.Thread(target=remove_later)
-        thread.start()
+        thread = when_done(out, 1, lambda: cluster.remove_node(second))
         summary = run(job, workers=2, progress=False)
         thread.join()
-        exactly_once(out, 24)
-        assert summary["photos"] == 24 and summary["this_run"]["shards"] == 12
+        exactly_once(out, 60)
+        assert summary["photos"] == 60 and summary["this_run"]["shards"] == 30
+        assert summary["this_run"]["workers_lost"] == 1, "the run ended before the node was removed"
         assert summary["this_run"]["workers_at_end"] == 1  # the removed node's worker was not replaced: no CPU for it
     finally:
         ray.shutdown()
