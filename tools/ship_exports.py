@@ -2,6 +2,7 @@
 
     python tools/ship_exports.py NAME [NAME ...] [--data data/fer2013.npz]
     python tools/ship_exports.py NAME --from runs/DIR      a newly trained model, shipped as NAME
+    python tools/ship_exports.py NAME --from runs/DIR --replace    ... in place of the shipped NAME
 
 predict.py and ferkit.Recognizer run ferkit/pretrained/NAME/model.tflite for
 --model NAME when it is there (LiteRT, no TensorFlow).  Which form that is:
@@ -65,11 +66,16 @@ def main():
     parser.add_argument("names", nargs="+", metavar="NAME", help="shipped models (ferkit/pretrained/NAME)")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"), help="(default: %(default)s)")
     parser.add_argument("--from", dest="source", metavar="DIR", help="a finished training folder to ship as NAME")
+    parser.add_argument("--replace", action="store_true",
+                        help="with --from: replace the shipped NAME with it (the old folder is removed only once the "
+                             "new one is complete; the README's figures for NAME must change with it)")
     args = parser.parse_args()
     root = backends.PRETRAINED
+    if args.replace and not args.source:
+        parser.error("--replace goes with --from DIR")
     if args.source:
-        if len(args.names) != 1 or args.names[0] in backends.shipped_models():
-            parser.error("--from ships one new model: give one NAME that is not shipped yet")
+        if len(args.names) != 1 or (args.names[0] in backends.shipped_models()) != args.replace:
+            parser.error("--from ships one model: a NAME not shipped yet, or a shipped one with --replace")
         put_in_place(args.source, os.path.join(root, args.names[0]))
         for labels in ("fer2013", "ferplus"):  # the new checkpoint's own reports, on both label sets
             write_reports(os.path.join(root, args.names[0]), args.data, labels)
