@@ -29,7 +29,7 @@ import os
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -254,7 +254,9 @@ def create_app(settings):
         try:
             raw = await image_bytes(request, settings.max_body)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(pool, state["models"].recognize, raw, name, largest, no_detect)
+            answer = await loop.run_in_executor(pool, state["models"].recognize, raw, name, largest, no_detect)
+            # Serialised here: FastAPI's encoder would walk the plain dict again, about a millisecond a request.
+            return Response(json.dumps(answer), media_type="application/json")
         finally:
             state["pending"] -= 1
 
