@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 
 from ferkit.cli import UserError
@@ -219,6 +220,12 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
                  log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
                  configure_logging=verbose)
     actors = []
+    if todo:  # more workers than the cluster has CPUs for would wait for ever for one
+        room = int(ray.cluster_resources().get("CPU", 0) // threads)
+        if workers > room:
+            print(f"note: the cluster has CPUs for {room} workers; running {max(1, room)}, not {workers}",
+                  file=sys.stderr)
+            workers = max(1, room)
     try:
         remote = ray.remote(num_cpus=threads, max_restarts=0)(Annotator)
         made = iter(range(1 << 30))
