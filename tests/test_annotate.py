@@ -109,7 +109,7 @@ def many_photos(folder, n):
     photo = cv2.imread(SAMPLE)
     folder.mkdir()
     for k in range(n):
-        cv2.imwrite(str(folder / f"{k:03d}.jpg"), cv2.resize(photo, (300 + 4 * k, 300 + 4 * k)))
+        cv2.imwrite(str(folder / f"{k:03d}.jpg"), cv2.resize(photo, (300 + 2 * k, 300 + 2 * k)))
     return folder
 
 
@@ -134,7 +134,7 @@ def when_done(out, shards, action):
 
 def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
     from ferkit.annotate import ACTOR_PREFIX
-    folder = many_photos(tmp_path / "photos", 60)
+    folder = many_photos(tmp_path / "photos", 120)
     out = tmp_path / "dataset"
 
     def kill_one():
@@ -145,11 +145,11 @@ def test_a_worker_killed_mid_run_loses_nothing(tmp_path):
     thread = when_done(out, 1, kill_one)
     proc = run_script("annotate.py", folder, "--out", out, "--workers", 2, "--batch", 2, check=0)
     thread.join()
-    exactly_once(out, 60)
+    exactly_once(out, 120)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["this_run"]["workers_lost"] == 1, "the run ended before the worker was killed"
-    assert summary["photos"] == 60 and summary["this_run"]["workers_at_end"] == 2  # replaced: its CPU was free
-    assert "30 shards run" in proc.stdout
+    assert summary["photos"] == 120 and summary["this_run"]["workers_at_end"] == 2  # replaced: its CPU was free
+    assert "60 shards run" in proc.stdout
 
 
 def test_a_node_removed_mid_run_loses_nothing(tmp_path):
@@ -163,7 +163,7 @@ def test_a_node_removed_mid_run_loses_nothing(tmp_path):
     try:
         second = cluster.add_node(num_cpus=1)
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-        folder = many_photos(tmp_path / "photos", 60)
+        folder = many_photos(tmp_path / "photos", 120)
         out = tmp_path / "dataset"
         (out / "faces").mkdir(parents=True)
         (out / "errors").mkdir()
@@ -173,8 +173,8 @@ def test_a_node_removed_mid_run_loses_nothing(tmp_path):
         thread = when_done(out, 1, lambda: cluster.remove_node(second))
         summary = run(job, workers=2, progress=False)
         thread.join()
-        exactly_once(out, 60)
-        assert summary["photos"] == 60 and summary["this_run"]["shards"] == 30
+        exactly_once(out, 120)
+        assert summary["photos"] == 120 and summary["this_run"]["shards"] == 60
         assert summary["this_run"]["workers_lost"] == 1, "the run ended before the node was removed"
         assert summary["this_run"]["workers_at_end"] == 1  # the removed node's worker was not replaced: no CPU for it
     finally:
