@@ -19,12 +19,11 @@ import sys
 import tempfile
 import time
 
-import cv2
-import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from bench_serve import photos as sample_photos  # noqa: E402  (the same 640x480 one-face JPEGs; this script's folder)
+from bench_video import make_clip  # noqa: E402  (the same moving-face clip)
 
 
 def make_photos(folder, n):
@@ -33,18 +32,6 @@ def make_photos(folder, n):
     for k in range(n):
         with open(os.path.join(folder, f"{k:05d}.jpg"), "wb") as f:
             f.write(base[k % len(base)])
-
-
-def make_clip(path, minutes, fps=10):
-    face = cv2.resize(cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")), (300, 300))
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
-    for k in range(int(minutes * 60 * fps)):
-        frame = np.full((480, 640, 3), 100, np.uint8)
-        x = int(170 + 150 * np.sin(k / 40))
-        frame[90:390, x:x + 300] = face
-        writer.write(frame)
-    writer.release()
-    return int(minutes * 60 * fps)
 
 
 def wall(command, runs, out=None):
@@ -69,7 +56,8 @@ def main():
         make_photos(folder, args.photos)
         clip = os.path.join(tmp, "clip", "clip.avi")
         os.makedirs(os.path.dirname(clip))
-        frames = make_clip(clip, args.video_minutes)
+        frames = int(args.video_minutes * 60 * 10)
+        make_clip(clip, frames, fps=10)
         n = args.photos
         t_predict = wall([predict, folder, "--json"], args.runs)
         t_annotate = wall([annotate, folder], args.runs, out)

@@ -22,9 +22,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def make_clip(path, frames):
+def make_clip(path, frames, fps=30):
+    """A 640x480 MJPG clip of the sample face moving from side to side (bench_annotate.py uses it too)."""
     face = cv2.resize(cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")), (300, 300))
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     for k in range(frames):
         frame = np.full((480, 640, 3), 110, np.uint8)
         x = int(170 + 150 * np.sin(k / 40))
