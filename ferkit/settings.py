@@ -106,9 +106,9 @@ class TrainSettings:
         if self.teacher and self.labels != "fer2013":
             found.append("--teacher distils FER-2013 labels; it cannot be used with --labels ferplus or both, whose "
                          "targets are FER+'s votes")
-        if self.refit and (self.labels != "fer2013" or self.teacher or self.ema):
-            found.append("--refit trains on FER-2013's labels without --teacher or --ema (the last epoch's weights "
-                         "are the model)")
+        if self.refit and (self.teacher or self.ema):
+            found.append("--refit takes neither --teacher (its probabilities cover Training only) nor --ema (the "
+                         "last epoch's weights are the model)")
         return found
 
     def to_json(self):

@@ -103,6 +103,11 @@ def test_train_on_vote_shares(tmp_path, synthetic_cache):
     proc = run_script("train.py", "--arch", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16,
                       "--checkpoint-dir", folder)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr
+    # --refit: PublicTest's faces join Training with their own votes (84 + 28 faces, 7 steps of 16)
+    proc = run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--refit", "--data", cache, "--epochs", 1,
+                      "--batch-size", 16, "--checkpoint-dir", tmp_path / "refit", check=0)
+    assert "112 of 112 Training + PublicTest faces with emotion votes; 27 of 28 PublicTest" in proc.stdout
+    assert "Training 112 faces, PublicTest 27; 7 steps/epoch" in proc.stdout
 
 
 def test_train_on_both_label_sets(tmp_path, synthetic_cache):

@@ -46,7 +46,7 @@ def test_every_option_has_help_and_a_default_of_its_type():
     (("--seed", 2 ** 32), "--seed must be in 0..4294967295"),
     (("--ema", 1), "--ema must be a decay in [0, 1)"),
     (("--labels", "ferplus", "--teacher", "t.npz"), "--teacher distils FER-2013 labels"),
-    (("--refit", "--ema", 0.99), "--refit trains on FER-2013's labels without --teacher or --ema"),
+    (("--refit", "--ema", 0.99), "--refit takes neither --teacher"),
     (("--optimizer", "rmsprop"), "invalid choice: 'rmsprop'"),
     (("--distill", 0.7), "--distill weighs --teacher's probabilities"),
     (("--fer2013-weight", 0.5), "--fer2013-weight applies to --labels both"),

@@ -229,7 +229,7 @@ def test_bad_ema_is_refused_before_anything_is_written(tmp_path, synthetic_cache
 
 def test_refit_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path, synthetic_cache):
     """--refit: Training + PublicTest (84 + 28 faces, 7 steps of 16), every epoch becomes best/ whatever
-    PublicTest says, patience plays no part; recorded in config.json; refused with FER+ labels."""
+    PublicTest says, patience plays no part; recorded in config.json; refused with an average of the weights."""
     folder = tmp_path / "refit"
     proc = run_script("train.py", *TRAIN, "--refit", "--patience", 1, "--lr", 0.05, "--data", synthetic_cache,
                       "--checkpoint-dir", folder, check=0)
@@ -239,6 +239,6 @@ def test_refit_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path, syntheti
     state = json.loads((folder / "state.json").read_text())
     assert state["finished"] and state["best_step"] == state["step"] == 21 and state["best_epoch"] == 3
     assert [r["step"] for r in read_log(folder)] == ["7", "14", "21"] and proc.stdout.count("(best)") == 3
-    proc = run_script("train.py", *TRAIN, "--refit", "--labels", "ferplus", "--data", synthetic_cache,
+    proc = run_script("train.py", *TRAIN, "--refit", "--ema", 0.99, "--data", synthetic_cache,
                       "--checkpoint-dir", tmp_path / "no")
-    assert proc.returncode == 2 and "--refit trains on FER-2013's labels" in proc.stderr and not (tmp_path / "no").exists()
+    assert proc.returncode == 2 and "--refit takes neither --teacher" in proc.stderr and not (tmp_path / "no").exists()
