@@ -116,10 +116,8 @@ def ferplus_data(path, train_images, train_labels, val_images, fer2013_weight=0.
     from ferkit.faces import one_hot
     trained_on = ("Training", "PublicTest") if refit else ("Training",)
     votes = np.concatenate([data.load_ferplus_votes(path, split) for split in trained_on])
-    votes = votes[:, list(ferplus.EMOTION_COLUMNS)].astype(np.float32)
-    has_votes = votes.sum(1) > 0
-    targets = votes[has_votes] / votes[has_votes].sum(1, keepdims=True)
-    targets = ((1.0 - fer2013_weight) * targets + fer2013_weight * one_hot(train_labels[has_votes])).astype(np.float32)
+    shares, has_votes = ferplus.vote_shares(votes)
+    targets = ((1.0 - fer2013_weight) * shares + fer2013_weight * one_hot(train_labels[has_votes])).astype(np.float32)
     val_labels, clear = ferplus.majority(data.load_ferplus_votes(path, "PublicTest"))
     print(f"FER+ labels: {has_votes.sum()} of {len(votes)} {' + '.join(trained_on)} faces with emotion votes; "
           f"{clear.sum()} of {len(clear)} PublicTest faces with a clear majority")
@@ -209,9 +207,8 @@ def plot_curves(log_path, out_path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    from ferkit.files import atomic_path
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, dpi=100)
+    from ferkit.files import save_figure
+    save_figure(fig, out_path)
     plt.close(fig)
 
 

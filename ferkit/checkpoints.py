@@ -125,26 +125,42 @@ def point_index_at(folder, which, step):
 def halve(folder):
     """Rewrite a finished folder's best/ float tensors as float16 (tools/halve_checkpoint.py, the release
     step); returns (bytes before, bytes after).  restore() widens them back to float32."""
-    import shutil
-    import tempfile
-    tf = quiet_tensorflow()
+    return rewrite(folder, lambda values: {n: v.astype("float16") if v.dtype.kind == "f" else v
+                                           for n, v in values.items()})
+
+
+def finished_best(folder):
+    """best/'s checkpoint prefix of a finished training folder (state.json says finished, or there is no
+    last/ to resume from); UserError otherwise."""
     read_config(folder)
     state = os.path.join(folder, "state.json")
     if os.path.isdir(os.path.join(folder, "last")) and os.listdir(os.path.join(folder, "last")):
         if not (os.path.exists(state) and read_json(state).get("finished")):
             raise UserError(f"{folder}: training has not finished (last/ holds a resumable state); "
-                                "halve only finished models")
+                            "only a finished model's weights are rewritten")
     path = latest(folder, "best")
     if path is None:
         raise UserError(f"{folder}: no weights in best/")
+    return path
+
+
+def rewrite(folder, change):
+    """Replace a finished folder's best/ weights with change({name: array}) -> {name: array}: written
+    beside them, then renamed over them data shards first and the index last.  A kill before the
+    renames leaves the old weights; in the microseconds between them, a mix that the index's
+    checksums refuse as damaged.  Returns (bytes before, bytes after)."""
+    import shutil
+    import tempfile
+    tf = quiet_tensorflow()
+    path = finished_best(folder)
     stored = tf.train.load_checkpoint(path)
-    values = {name: stored.get_tensor(name) for name in stored.get_variable_to_shape_map()}
+    values = change({name: stored.get_tensor(name) for name in stored.get_variable_to_shape_map()})
     sub, stem = os.path.dirname(path), os.path.basename(path)
     before = sum(os.path.getsize(os.path.join(sub, n)) for n in os.listdir(sub) if n.startswith(stem + "."))
-    work = tempfile.mkdtemp(dir=sub, prefix=".halve-")
+    work = tempfile.mkdtemp(dir=sub, prefix=".rewrite-")
     try:
         with tf.Graph().as_default():
-            variables = [tf.Variable(v.astype("float16") if v.dtype.kind == "f" else v, name=n) for n, v in values.items()]
+            variables = [tf.Variable(v, name=n) for n, v in values.items()]
             with tf.Session() as session:
                 session.run(tf.global_variables_initializer())
                 tf.train.Saver(variables).save(session, os.path.join(work, stem), write_meta_graph=False, write_state=False)

@@ -64,3 +64,12 @@ def majority(votes):
     to_ours = np.zeros(len(VOTE_COLUMNS), np.int64)
     to_ours[list(EMOTION_COLUMNS)] = np.arange(len(EMOTIONS))
     return np.where(clear, to_ours[winner], 0), clear
+
+
+def vote_shares(votes):
+    """uint8 votes (N, 10) -> (float32 (M, 7) vote shares over the 7 emotions in EMOTIONS order, for the M
+    faces with at least one emotion vote; has_votes bool (N,) saying which).  What train.py --labels
+    ferplus learns from, and whose mean is the class prior such a model has learnt."""
+    emotion_votes = np.asarray(votes)[:, list(EMOTION_COLUMNS)].astype(np.float32)
+    has_votes = emotion_votes.sum(1) > 0
+    return emotion_votes[has_votes] / emotion_votes[has_votes].sum(1, keepdims=True), has_votes

@@ -3,6 +3,8 @@
   with atomic_write(path, "w") as f: ...        a file object; path appears only once f is complete
   with atomic_path(path) as tmp: save(tmp)       for libraries that write by file name (savefig, VideoWriter)
   write_json(path, obj)                          indented JSON, atomically
+  save_figure(fig, path)                         a Matplotlib figure as a 256-colour PNG, atomically
+  compact_png(data) -> bytes                     a PNG's pixels as a 256-colour PNG (a third of the bytes)
   remove_stale_temporaries(folder)               what killed runs of ours left in folder
   with c_path(path) as name: cv2.VideoWriter(name) a name C libraries can take, whatever path's bytes
   fault_point(name)                              the interruption tests' hook (FERKIT_KILL_AT)
@@ -166,3 +168,30 @@ def write_json(path, obj):
     with atomic_write(path) as f:
         json.dump(obj, f, indent=2)
         f.write("\n")
+
+
+def compact_png(data):
+    """PNG bytes -> the same picture as a 256-colour PNG.  Plots and confusion matrices have a few
+    dozen distinct colours besides anti-aliasing, so they look the same at a third of the bytes
+    (the shipped models' reports carry 40 of them)."""
+    import io
+    from PIL import Image
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        if image.mode == "P":
+            return data
+        opaque = image.mode in ("RGB", "L") or (image.mode == "RGBA" and image.getextrema()[3][0] == 255)
+        rgb = image.convert("RGB") if opaque else image.convert("RGBA")
+        method = Image.Quantize.MEDIANCUT if opaque else Image.Quantize.FASTOCTREE
+        out = io.BytesIO()
+        rgb.quantize(256, method=method).save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def save_figure(fig, path, dpi=100):
+    """A Matplotlib figure written to path as a 256-colour PNG (compact_png), atomically."""
+    import io
+    raw = io.BytesIO()
+    fig.savefig(raw, format="png", dpi=dpi)
+    with atomic_write(path, "wb") as f:
+        f.write(compact_png(raw.getvalue()))

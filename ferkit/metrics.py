@@ -70,7 +70,6 @@ def plot_confusion(report, title, path):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    from ferkit.files import atomic_path
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+    from ferkit.files import save_figure
+    save_figure(fig, path)
     plt.close(fig)

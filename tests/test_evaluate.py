@@ -1,8 +1,10 @@
 """evaluate.py and the metrics behind it: known answers, JSON shape, files written, comparison table."""
+import io
 import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import run_script
 from ferkit import checkpoints, data
@@ -43,6 +45,34 @@ def test_json_report_matches_the_model(tiny_checkpoint, synthetic_cache):
     assert report["confusion"] == confusion_matrix(labels, predictions).tolist()
     for name in ("eval_PrivateTest.json", "eval_PrivateTest.png"):
         assert (tiny_checkpoint / name).exists()
+    with Image.open(tiny_checkpoint / "eval_PrivateTest.png") as picture:  # files.save_figure: 256 colours
+        assert picture.mode == "P" and picture.size == (700, 600)
+
+
+def test_compact_pictures_keeps_the_picture_at_a_third_of_the_bytes(tmp_path):
+    """tools/compact_pictures.py: a full-colour plot re-encoded in 256 colours looks the same, and a
+    second run leaves the file as it is."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(np.random.default_rng(0).random((7, 7)), cmap="Blues")
+    ax.set_title("a confusion matrix, more or less")
+    fig.savefig(tmp_path / "full.png", dpi=100)
+    plt.close(fig)
+    (tmp_path / "notes.txt").write_text("left alone")
+    original = (tmp_path / "full.png").read_bytes()
+    run_script("tools/compact_pictures.py", tmp_path, check=0)
+    compact = (tmp_path / "full.png").read_bytes()
+    assert len(compact) < len(original) / 2 and (tmp_path / "notes.txt").read_text() == "left alone"
+    with Image.open(io.BytesIO(original)) as a, Image.open(io.BytesIO(compact)) as b:
+        assert b.mode == "P" and a.size == b.size
+        difference = np.abs(np.asarray(a.convert("RGB"), np.int16) - np.asarray(b.convert("RGB"), np.int16))
+    assert difference.mean() < 1.0 and difference.max() < 40
+    run_script("tools/compact_pictures.py", tmp_path, check=0)
+    assert (tmp_path / "full.png").read_bytes() == compact
+    proc = run_script("tools/compact_pictures.py", tmp_path / "none")
+    assert proc.returncode == 2 and "not a folder" in proc.stderr
 
 
 def test_tta_and_comparison_table(tiny_checkpoint, synthetic_cache):

@@ -8,7 +8,7 @@ from conftest import REAL_CSV, ROOT, needs_real_data
 from ferkit import backends, data, exported, ferplus
 
 # The floors of the README's results table: a change that degrades a shipped model fails here.
-FLOORS = {"acnn_alstm": 0.68, "acnn_alstm_photo": 0.68, "dnn": 0.62, "cnn_lstm": 0.68, "cnn_alstm": 0.68}
+FLOORS = {"acnn_alstm": 0.70, "acnn_alstm_photo": 0.68, "dnn": 0.62, "cnn_lstm": 0.68, "cnn_alstm": 0.68}
 # Models trained on FER+'s votes, scored against FER+'s majority labels (PrivateTest faces with a clear one).
 FERPLUS_FLOORS = {"acnn_alstm_ferplus": 0.82}
 # Every shipped model has its exported model.tflite (what predict.py runs for --model NAME).

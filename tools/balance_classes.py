@@ -1,0 +1,140 @@
+"""Class-balanced answers from a trained model: its logits minus TAU x log(the class prior it learnt).
+
+    python tools/balance_classes.py --checkpoint DIR --choose     PublicTest, TAU = 0 to 0.5; the pick
+    python tools/balance_classes.py --checkpoint DIR --tau TAU    fold TAU into DIR's best/ weights
+
+A model learns the mean of its training targets as a prior.  FER+'s votes are
+a third neutral and under 2% disgust, so the model trained on them calls a
+face that could be either neutral, and rarely says disgust or fear.
+Post-hoc logit adjustment (Menon et al., "Long-tail learning via logit
+adjustment", ICLR 2021) subtracts TAU x log(prior) from the logits: 0 is the
+model as trained, 1 the rule that is best for the mean of the per-class
+recalls.  Subtracting a constant vector from the logits is a change of the
+last layer's biases, so it is folded into them: every runtime and export of
+the folder then answers balanced, with nothing added.
+
+--choose scores TAU = 0, 0.05, ..., 0.5 on PublicTest against the labels the
+model chose its checkpoints on (FER+'s majority labels, or FER-2013's), and
+picks the largest TAU that costs at most 0.1 point of that accuracy.  For a
+model trained with --refit (PublicTest trained on) choose on the same recipe
+trained without it.
+--tau first records {"tau", "prior", "biases"} in config.json (biases: the
+ones training left), then rewrites best/ from those biases.  Running it again,
+after an interruption or with another TAU, starts from the trained biases;
+--tau 0 puts them back.  The prior is the mean training target over the faces
+the settings say were trained on (Training, and PublicTest with --refit),
+label smoothing included.  evaluate.py's reports beside the weights describe
+the weights before; run it again.
+"""
+import os
+
+import numpy as np
+
+from ferkit import backends, checkpoints, cli, data, ferplus, files
+from ferkit.dataset import EMOTIONS, NUM_CLASSES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GRID = np.round(np.arange(0.0, 0.501, 0.05), 2)
+TOLERANCE = 0.001  # 0.1 point of accuracy
+BIASES = "logits/biases"
+
+
+def learnt_prior(settings, data_path):
+    """The mean training target (7,) of a run with these settings: the prior its logits carry."""
+    splits = ("Training", "PublicTest") if settings.get("refit") else ("Training",)
+    loaded = data.load(data_path, splits=splits).splits
+    labels = np.concatenate([loaded[s][1] for s in splits])
+    one_hot = np.eye(NUM_CLASSES)[labels]
+    kind = settings.get("labels", "fer2013")
+    if kind == "fer2013":
+        targets = one_hot
+    else:
+        shares, has_votes = ferplus.vote_shares(np.concatenate([data.load_ferplus_votes(data_path, s) for s in splits]))
+        weight = (settings.get("fer2013_weight") or 0.0) if kind == "both" else 0.0
+        targets = (1.0 - weight) * shares + weight * one_hot[has_votes]
+    smoothing = settings.get("label_smoothing") or 0.0
+    return (1.0 - smoothing) * targets.mean(0) + smoothing / NUM_CLASSES
+
+
+def public_test(folder, data_path, labels_kind):
+    """PublicTest faces' log-probabilities (N, 7) as trained (any balance taken back out), and their labels
+    on both label sets: {"FER+": (labels, mask), "FER-2013": (labels, mask)}, and the one chosen on."""
+    faces, fer2013 = data.load(data_path, splits=("PublicTest",)).splits["PublicTest"]
+    majority, clear = ferplus.majority(data.load_ferplus_votes(data_path, "PublicTest"))
+    logp = np.log(np.maximum(backends.load(folder).predict(faces), 1e-30))
+    balance = checkpoints.read_config(folder).get("balance")
+    if balance:
+        logp = logp + balance["tau"] * np.log(balance["prior"])
+    sets = {"FER+": (majority, clear), "FER-2013": (fer2013, np.ones(len(fer2013), bool))}
+    return logp, sets, "FER-2013" if labels_kind == "fer2013" else "FER+"
+
+
+def scores(predictions, labels, mask):
+    """(accuracy, mean of the per-class recalls, per-class recalls (7,)) over the faces in mask."""
+    y, p = labels[mask], predictions[mask]
+    recall = np.array([(p[y == c] == c).mean() if (y == c).any() else np.nan for c in range(NUM_CLASSES)])
+    return float((p == y).mean()), float(np.nanmean(recall)), recall
+
+
+def choose(folder, data_path):
+    config = checkpoints.read_config(folder)
+    prior = learnt_prior(config["settings"], data_path)
+    logp, sets, chosen_on = public_test(folder, data_path, config["settings"].get("labels", "fer2013"))
+    print(f"{folder}: PublicTest, logits - TAU x log(prior); prior {', '.join(f'{e} {p:.3f}' for e, p in zip(EMOTIONS, prior))}")
+    print("  TAU   " + "   ".join(f"{name} accuracy, macro recall" for name in sets))
+    rows = []
+    for tau in GRID:
+        predictions = (logp - tau * np.log(prior)).argmax(1)
+        row = {name: scores(predictions, *labels) for name, labels in sets.items()}
+        rows.append((tau, row))
+        print(f"  {tau:.2f}  " + "   ".join(f"{row[n][0]:.4f}, {row[n][1]:.4f}".rjust(len(n) + 23) for n in sets))
+    base = rows[0][1][chosen_on][0]
+    tau, row = max((r for r in rows if r[1][chosen_on][0] >= base - TOLERANCE), key=lambda r: r[0])
+    print(f"chosen: TAU {tau:.2f}, the largest within 0.1 point of {chosen_on} accuracy as trained "
+          f"({row[chosen_on][0]:.4f} against {base:.4f}); macro recall {row[chosen_on][1]:.4f} against {rows[0][1][chosen_on][1]:.4f}")
+    print("  per-class recall, " + chosen_on + ": " + ", ".join(f"{e} {r:.2f}" for e, r in zip(EMOTIONS, row[chosen_on][2])))
+
+
+def fold(folder, tau, data_path):
+    path = checkpoints.finished_best(folder)
+    config = checkpoints.read_config(folder)
+    balance = config.get("balance")
+    if balance is None:
+        tf = cli.quiet_tensorflow()
+        trained = tf.train.load_checkpoint(path).get_tensor(BIASES).astype(np.float64)
+        prior = learnt_prior(config["settings"], data_path)
+        balance = {"tau": 0.0, "prior": [float(p) for p in prior], "biases": [float(b) for b in trained]}
+    balance["tau"] = float(tau)
+    raw = cli.read_json(os.path.join(folder, checkpoints.CONFIG))
+    raw["balance"] = balance
+    files.write_json(os.path.join(folder, checkpoints.CONFIG), raw)  # first: a rerun starts from the trained biases
+    biases = np.array(balance["biases"]) - tau * np.log(np.array(balance["prior"]))
+
+    def shift(values):
+        values[BIASES] = biases.astype(values[BIASES].dtype)
+        return values
+    checkpoints.rewrite(folder, shift)
+    print(f"{folder}: best/ answers with logits - {tau:g} x log(prior) "
+          f"({', '.join(f'{e} {b:+.2f}' for e, b in zip(EMOTIONS, biases - np.array(balance['biases'])))}); "
+          "run evaluate.py again for its reports")
+
+
+def main():
+    parser = cli.ArgumentParser(__doc__)
+    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a finished training folder")
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--choose", action="store_true", help="score TAU = 0 to 0.5 on PublicTest and pick one")
+    action.add_argument("--tau", type=float, metavar="TAU", help="fold TAU (0 to 2; 0 restores the trained biases)")
+    parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"),
+                        help="the cache the model was trained from, with FER+ votes (default: %(default)s)")
+    args = parser.parse_args()
+    if args.tau is not None and not 0 <= args.tau <= 2:
+        parser.error(f"--tau must be from 0 to 2, got {args.tau}")
+    if args.choose:
+        choose(args.checkpoint, args.data)
+    else:
+        fold(args.checkpoint, args.tau, args.data)
+
+
+if __name__ == "__main__":
+    cli.run(main)
