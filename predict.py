@@ -184,7 +184,7 @@ def predict_stream(recognizer, args):
     capture, fps, total = open_stream(args)
     window = args.camera is not None and not (args.annotate or args.csv)
     stream = video.Video(recognizer, capture, fps, total, args.every, args.smooth, args.largest,
-                         images=bool(args.annotate) or window)
+                         images=bool(args.annotate) or window, live=args.camera is not None)
     writer, table, records = None, None, []
     progress = tqdm(total=total or None, unit="frame", disable=not args.video, file=sys.stderr)
     # Each output is written under a temporary name and put in place when the stream has ended;

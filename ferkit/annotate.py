@@ -101,6 +101,7 @@ class Job:
     def shards(self):
         """Photos in batches of `batch`, in order; each video in segments of segment_seconds (a video whose
         length the container does not say, or that cannot be opened, is one shard)."""
+        from ferkit import video
         out = []
         for k in range(0, len(self.photos), self.batch):
             batch = self.photos[k:k + self.batch]
@@ -108,7 +109,9 @@ class Job:
         for path in self.videos:
             probed = probe(path)
             fps, total = probed if probed else (25.0, 0)
-            step = max(1, int(round(self.segment_seconds * fps)))
+            # Segments start on frames the whole video searches whole too, so they find the same faces
+            period = video.full_search_period(fps, self.every)
+            step = period * max(1, int(round(self.segment_seconds * fps / period)))
             starts = range(0, total, step) if total else [0]
             for segment, start in enumerate(starts):
                 end = min(start + step, total) if total else None

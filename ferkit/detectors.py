@@ -65,6 +65,7 @@ class YuNetDetector:
     """
 
     WINDOW = 16
+    NEAR_FACE = 64  # px: a face's size in detect_near's searches (YuNet finds such faces surely, and cheaply)
     # YuNet reads uninitialised memory on inputs with a side under about 64 px (its outputs then
     # vary from run to run, with NaN boxes): smaller searches are padded with black to this side.
     MIN_INPUT = 64
@@ -86,6 +87,32 @@ class YuNetDetector:
         if not found and full is not None:
             found = self._search(bgr, full)
         return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+
+    def detect_near(self, bgr, boxes):
+        """Search only around faces seen a moment ago (ferkit.video, between full searches): for each
+        box (x, y, w, h), the square twice its size around it, scaled so that the face is about
+        NEAR_FACE px.  -> [Detection], largest first, in bgr's pixels; a face found twice (two
+        squares overlap) once.  A face cut by a square's edge inside the frame is left out: it has
+        moved too far for this search, and the caller's full search will find it whole."""
+        height, width = bgr.shape[:2]
+        found = []
+        for x, y, w, h in boxes:
+            side = 2 * max(w, h)
+            x0, y0 = int(max(0, x + w / 2 - side / 2)), int(max(0, y + h / 2 - side / 2))
+            x1, y1 = int(min(width, x + w / 2 + side / 2)), int(min(height, y + h / 2 + side / 2))
+            if min(x1 - x0, y1 - y0) < self.WINDOW:
+                continue
+            for d in self._search(bgr[y0:y1, x0:x1], min(1.0, self.NEAR_FACE / max(w, h))):
+                bx, by, bw, bh = d.box
+                cut = ((bx <= 0 and x0 > 0) or (by <= 0 and y0 > 0) or
+                       (bx + bw >= x1 - x0 and x1 < width) or (by + bh >= y1 - y0 and y1 < height))
+                if not cut:
+                    found.append(Detection((bx + x0, by + y0, bw, bh), d.landmarks + np.float32([x0, y0]), d.score))
+        kept = []
+        for d in sorted(found, key=lambda d: -d.score):
+            if all(_overlap(d.box, k.box) <= 0.3 for k in kept):
+                kept.append(d)
+        return sorted(kept, key=lambda d: d.box[2] * d.box[3], reverse=True)
 
     def scales(self, shape):
         """(coarse, full): the scales of the first search and of the full-size one, None when the
@@ -116,6 +143,14 @@ class YuNetDetector:
             box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
             found.append(Detection(box, (row[4:14].reshape(5, 2) / scale).astype(np.float32), float(row[14])))
         return found
+
+
+def _overlap(a, b):
+    """Intersection over union of two boxes (x, y, w, h)."""
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / max(a[2] * a[3] + b[2] * b[3] - inter, 1)
 
 
 class HaarDetector:

@@ -64,20 +64,32 @@ class Recognizer:
         local attention (N, 36) if attention=True else None); one model run gives both.
         detections: what self.detector.detect(bgr) already returned, so it is not run twice.
         detect=False treats the whole image as one face, as a Recognizer without a detector does."""
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        h, w = gray.shape
-        if self.detector is None or not detect:
-            detections, crops = [None], [face_to_48(gray)]
-        else:
-            detections = (self.detector.detect(bgr) if detections is None else detections)[:1 if largest else None]
-            crops = [crop_face(gray, d.box, d.landmarks) for d in detections]
-        inputs = np.stack(crops)[..., None] if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+        detections, inputs = self.locate(bgr, largest, detections, detect)
         weights = None
         if attention:
             probabilities, extra = self.classifier.predict(inputs, extra=("local_attention",))
             weights = extra["local_attention"]
         else:
             probabilities = self.classifier.predict(inputs)
+        return self.describe(detections, probabilities, bgr.shape), inputs, weights
+
+    def locate(self, bgr, largest=False, detections=None, detect=True):
+        """The first half of analyse: uint8 BGR (H, W, 3) -> (detections, [None] for the whole image;
+        their 48x48 model inputs uint8 (N, 48, 48, 1))."""
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if self.detector is None or not detect:
+            detections, crops = [None], [face_to_48(gray)]
+        else:
+            detections = (self.detector.detect(bgr) if detections is None else detections)[:1 if largest else None]
+            crops = [crop_face(gray, d.box, d.landmarks) for d in detections]
+        inputs = np.stack(crops)[..., None] if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+        return detections, inputs
+
+    @staticmethod
+    def describe(detections, probabilities, shape):
+        """The second half of analyse: detections, their probabilities (N, 7) and the image's shape ->
+        the face dicts of the module docstring."""
+        h, w = shape[:2]
         faces = []
         for d, p in zip(detections, probabilities):
             faces.append({
@@ -87,7 +99,7 @@ class Recognizer:
                 "emotion": EMOTIONS[int(p.argmax())],
                 "probabilities": {e: round(float(v), 4) for e, v in zip(EMOTIONS, p)},
             })
-        return faces, inputs, weights
+        return faces
 
     def video(self, path, every=1, smooth=None, largest=False, images=False):
         """A video file -> a ferkit.video.Video: iterate it for one record per classified frame

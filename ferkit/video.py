@@ -151,39 +151,155 @@ class _FirstFrameKept:
         self.capture.release()
 
 
+FULL_SEARCH = 0.5  # seconds between searches of the whole frame; between them, only around the faces
+BATCH_FRAMES, BATCH_FACES = 8, 32  # frames read ahead, and faces classified together in one model run
+
+
+def full_search_period(fps, every=1):
+    """Frames between full searches: frame k is searched whole when k % period == 0 (a multiple of
+    every, about FULL_SEARCH seconds), so any segment that starts at such a frame (annotate.py)
+    finds the same faces as the whole video does."""
+    return every * max(1, int(round(FULL_SEARCH * fps / every)))
+
+
+class _ReadAhead:
+    """capture.read() on a thread, up to `depth` frames ahead of the caller and at most `limit` frames
+    in all (None: to the end).  FFmpeg releases the GIL while it decodes, so decoding overlaps the
+    detector and the model, which use the cores unevenly.  stop() ends the thread; the capture stays
+    open for its owner to release."""
+
+    _END = object()
+
+    def __init__(self, capture, limit=None, depth=8):
+        import queue
+        import threading
+        self.capture, self.queue, self.stopping = capture, queue.Queue(depth), threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(limit,), daemon=True, name="ferkit-video-reader")
+        self.thread.start()
+
+    def _put(self, item):
+        import queue
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, limit):
+        n = 0
+        try:
+            while limit is None or n < limit:
+                ok, frame = self.capture.read()
+                if not ok or not self._put(frame):
+                    break
+                n += 1
+        except Exception as e:  # given to the caller, in order, in place of the next frame
+            self._put(e)
+        self._put(self._END)
+
+    def read(self):
+        item = self.queue.get()
+        if item is self._END:
+            self.queue.put(item)  # read() after the end stays at the end
+            return False, None
+        if isinstance(item, Exception):
+            raise item
+        return True, item
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+
+
 class Video:
     """Recognizer.video's answer: iterate for the records.  .fps, .total (the frames the container
-    claims, 0 if it does not say) and .read (frames decoded so far) describe the stream."""
+    claims, 0 if it does not say) and .read (frames decoded so far) describe the stream.
+
+    Faces are searched for in the whole frame every full_search_period frames, after a frame
+    without faces, and when a face is lost; in the frames between, only around the faces of the
+    last classified frame (YuNetDetector.detect_near: a third of the cost).  A face that comes
+    into view is therefore found within FULL_SEARCH seconds.  A file is decoded by a thread a few
+    frames ahead (_ReadAhead) and its frames classified BATCH_FRAMES at a time, in one model run;
+    live=True (a camera) reads and answers frame by frame instead.
+    """
 
     def __init__(self, recognizer, capture, fps, total=0, every=1, smooth=SMOOTH, largest=False, images=False,
-                 start=0, end=None):
+                 start=0, end=None, live=False):
         self.recognizer, self.capture, self.fps, self.total = recognizer, capture, fps, total
-        self.every, self.largest, self.images = every, largest, images
+        self.every, self.largest, self.images, self.live = every, largest, images, live
         self.tracker, self.smoother = Tracker(), Smoother(smooth)
         self.read, self.end = start, end  # frame numbers: the capture is at `start`; stop before `end`
+        self.period = full_search_period(fps, every)
+        self._faces = []  # the last classified frame's faces, held for the frames after it
 
     def __iter__(self):
         """One record per classified frame; with images=True one per source frame, each with its
         "image" (BGR) and "classified" (False: the faces are the last classified frame's, held)."""
-        faces = []
-        while self.end is None or self.read < self.end:
-            ok, frame = self.capture.read()
+        batch = 1 if self.live else BATCH_FRAMES
+        reader = self.capture if self.live else _ReadAhead(self.capture, None if self.end is None else self.end - self.read)
+        try:
+            yield from self._frames(reader, batch)
+        finally:  # also when the caller stops early (the generator is closed)
+            if reader is not self.capture:
+                reader.stop()
+
+    def _frames(self, reader, batch):
+        pending, previous = [], None  # frames read but not classified yet; the last classified frame's detections
+        while True:
+            ok, frame = reader.read() if self.end is None or self.read < self.end else (False, None)
+            if ok:
+                number, self.read = self.read, self.read + 1
+                entry = {"frame": number, "image": frame, "classified": number % self.every == 0}
+                if entry["classified"]:
+                    entry["detections"], entry["inputs"] = self._locate(frame, number, previous)
+                    previous = entry["detections"]
+                pending.append(entry)
+            classified = [e for e in pending if e["classified"]]
+            faces = sum(len(e["inputs"]) for e in classified)
+            if pending and (not ok or len(classified) >= batch or faces >= BATCH_FACES
+                            or len(pending) >= 4 * batch):  # with --every, frames held in memory
+                yield from self._classify(pending)
+                pending = []
             if not ok:
                 return
-            number, self.read = self.read, self.read + 1
-            time_s = number / self.fps
-            classified = number % self.every == 0
-            if classified:
-                faces = self.recognizer.analyse(frame, largest=self.largest)[0]
+
+    def _locate(self, frame, number, previous):
+        """A frame's detections and model inputs (Recognizer.locate), searched whole or near `previous`."""
+        detector = self.recognizer.detector
+        if not hasattr(detector, "detect_near"):  # no detector (whole frames), or Haar: every frame whole
+            return self.recognizer.locate(frame, self.largest)
+        found = None
+        if previous and number % self.period:
+            found = detector.detect_near(frame, [d.box for d in previous])
+            if len(found) < len(previous):  # a face lost or moved out of its square: search it all
+                found = None
+        return self.recognizer.locate(frame, self.largest, found)
+
+    def _classify(self, pending):
+        """Classify the pending frames' faces in one model run, then track, smooth and give their records."""
+        classified = [e for e in pending if e["classified"]]
+        inputs = np.concatenate([e["inputs"] for e in classified]) if classified else None
+        probabilities = self.recognizer.classifier.predict(inputs) if classified else None
+        at = 0
+        for entry in pending:
+            number, time_s = entry["frame"], entry["frame"] / self.fps
+            if entry["classified"]:
+                n = len(entry["inputs"])
+                faces = self.recognizer.describe(entry["detections"], probabilities[at:at + n], entry["image"].shape)
+                at += n
                 for face, track in zip(faces, self.tracker.update([tuple(f["box"]) for f in faces], time_s)):
                     smoothed = self.smoother.update(track, [face["probabilities"][e] for e in EMOTIONS], time_s)
                     face["track"] = track
                     face["smoothed"] = {e: round(float(v), 4) for e, v in zip(EMOTIONS, smoothed)}
                     face["smoothed_emotion"] = EMOTIONS[int(np.argmax(smoothed))]
-            if classified or self.images:
-                record = {"frame": number, "time_s": round(time_s, 3), "classified": classified, "faces": faces}
+                self._faces = faces
+            if entry["classified"] or self.images:
+                record = {"frame": number, "time_s": round(time_s, 3), "classified": entry["classified"],
+                          "faces": self._faces}
                 if self.images:
-                    record["image"] = frame
+                    record["image"] = entry["image"]
                 yield record
 
     def close(self):

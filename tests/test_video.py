@@ -193,3 +193,74 @@ def test_api_errors_name_the_file(recognizer, tmp_path):
         recognizer.video(str(tmp_path / "notes.txt"))
     with pytest.raises(video.VideoError, match="no such video file"):
         recognizer.video(str(tmp_path / "missing.mp4"))
+
+
+def test_between_full_searches_faces_are_searched_near_where_they_were(recognizer, tmp_path):
+    """A face that comes into view between full searches is found at the next one (frame 15 at 30 fps),
+    the face already there in every frame; a segment that starts on a full search's frame (as
+    annotate.py's do) finds exactly what the whole video finds from there."""
+    first, second = two_faces()
+    path = tmp_path / "arrives.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for k in range(40):
+        frame = np.full((480, 640, 3), 120, np.uint8)
+        frame[150:300, 40 + 2 * k:190 + 2 * k] = first
+        if k >= 3:  # the second person steps in at frame 3, far from the first
+            frame[150:300, 440:590] = second
+        writer.write(frame)
+    writer.release()
+    assert video.full_search_period(30) == 15 and video.full_search_period(30, every=4) == 16
+    records = list(recognizer.video(str(path)))
+    counts = [len(r["faces"]) for r in records]
+    assert counts[:15] == [1] * 15 and counts[15:] == [2] * 25  # found at frame 15, not before
+    from ferkit.detectors import make_detector
+    detector = make_detector("yunet")
+    assert len(detector.detect(cv2.VideoCapture(str(path)).read()[1])) == 1
+    # detect_near: around the first face only, so the second is not looked for
+    capture = cv2.VideoCapture(str(path))
+    for _ in range(5):
+        ok, frame = capture.read()
+    capture.release()
+    whole = detector.detect(frame)
+    near = detector.detect_near(frame, [whole[-1].box, whole[-1].box])  # asked twice: found once
+    assert len(whole) == 2 and len(near) == 1
+    assert video.Tracker()._cost({"box": whole[-1].box, "time": 0, "size": whole[-1].box[2], "velocity": (0, 0)},
+                                 near[0].box, 0) < 0.15
+    assert detector.detect_near(frame, [(300, 20, 60, 60)]) == []  # nothing there
+    # A segment from frame 15 (annotate.py's shards): the same boxes and emotions as the whole video's
+    capture, fps, total = video.open_capture(str(path), 15)
+    segment = list(video.Video(recognizer, capture, fps, total, start=15))
+    assert [(r["frame"], [(f["box"], f["emotion"]) for f in r["faces"]]) for r in segment] == \
+           [(r["frame"], [(f["box"], f["emotion"]) for f in r["faces"]]) for r in records[15:]]
+
+
+def test_files_are_read_ahead_and_cameras_frame_by_frame(recognizer, tmp_path):
+    """A file's frames are decoded by a thread a few frames ahead and classified in batches; that thread
+    ends when the caller stops early.  live=True (a camera) answers each frame before reading the next."""
+    import threading
+
+    class Counting:
+        def __init__(self, capture):
+            self.capture, self.reads = capture, 0
+
+        def read(self):
+            self.reads += 1
+            return self.capture.read()
+
+        def release(self):
+            self.capture.release()
+
+    crossing_clip(tmp_path / "clip.avi", frames=30)
+    for live in (True, False):
+        capture = Counting(cv2.VideoCapture(str(tmp_path / "clip.avi")))
+        stream = video.Video(recognizer, capture, 30.0, 30, live=live)
+        records = iter(stream)
+        first = next(records)
+        assert first["frame"] == 0 and len(first["faces"]) == 2
+        if live:
+            assert capture.reads == 1
+        else:
+            assert capture.reads > video.BATCH_FRAMES  # the batch, and the reader ahead of it
+        records.close()  # the caller stops early
+        assert not any(t.name == "ferkit-video-reader" for t in threading.enumerate())
+        stream.close()
