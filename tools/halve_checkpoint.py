@@ -12,7 +12,9 @@ must describe the weights that are shipped.
 Only best/ of a finished folder (state.json says finished, or the folder has
 no last/ to resume from) is rewritten, and only floating-point tensors.  The new
 files are written beside the old ones and moved over them one by one, the index
-last, so an interrupted run leaves either the old or the new checkpoint readable.
+last (ferkit.checkpoints.rewrite): a run interrupted before the moves leaves the
+old checkpoint, and in the microseconds between two moves a mix that is refused
+as damaged, never read as weights.
 """
 from ferkit import checkpoints, cli
 
