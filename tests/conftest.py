@@ -18,7 +18,7 @@ needs_real_data = pytest.mark.skipif(not os.path.exists(REAL_CSV),
 sys.path.insert(0, ROOT)
 
 
-def run_script(script, *args, check=None, timeout=600, process=False):
+def run_script(script, *args, check=None, timeout=600, process=False, cwd=ROOT):
     """Run one of the top-level scripts with these arguments as a user would; returns a CompletedProcess
     (returncode, text stdout and stderr).
 
@@ -26,18 +26,18 @@ def run_script(script, *args, check=None, timeout=600, process=False):
     file descriptors 1 and 2, signal handlers and the environment set as a new process would have them,
     and put back afterwards): what a subprocess adds is TensorFlow's import, 2-3 s a call. process=True
     runs a real one, for what only a process shows (a first import, an exit status set by a signal, a
-    limit OpenCV reads once per process)."""
+    limit OpenCV reads once per process).  cwd: the folder it runs in (the checkout by default)."""
     argv = [os.path.join(ROOT, script), *map(str, args)]
     if process:
-        proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     else:
-        proc = _run_here(argv)
+        proc = _run_here(argv, cwd)
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc
 
 
-def _run_here(argv):
+def _run_here(argv, cwd=ROOT):
     """run_script's in-process runner: the script as __main__, everything it writes to file descriptors
     1 and 2 (Python's and C libraries' alike) collected as a subprocess's pipes would be."""
     saved = (sys.argv, sys.stdout, sys.stderr, list(sys.path), os.getcwd(), dict(os.environ),
@@ -53,7 +53,7 @@ def _run_here(argv):
         sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)
         sys.argv, sys.path[0:0] = argv, [os.path.dirname(argv[0])]
-        os.chdir(ROOT)
+        os.chdir(cwd)
         code = 0
         try:
             runpy.run_path(argv[0], run_name="__main__")

@@ -3,12 +3,10 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, balanced_labels, csv_rows
+from conftest import ROOT, balanced_labels, csv_rows, run_script
 
 # What differs from the README's lines: a small CSV for the real one, a one-epoch schedule for 45,
 # the sample photo's folder for the user's photos.
@@ -43,8 +41,7 @@ def test_the_pipeline_block_runs_as_written(tmp_path):
             line = line.replace(old, new)
         words = shlex.split(line)
         assert words[0] == "python"
-        proc = subprocess.run([sys.executable, os.path.join(ROOT, words[1]), *words[2:]], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600)
+        proc = run_script(words[1], *words[2:], cwd=tmp_path)  # in this process: what a subprocess adds is imports
         assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
     for made in ("data/fer2013.npz", "runs/acnn_alstm/best/checkpoint", "runs/acnn_alstm/curves.png",
                  "runs/acnn_alstm/eval_PrivateTest_tta.json", "runs/eval/dnn/eval_PrivateTest_tta.json",
