@@ -19,10 +19,12 @@ FORMATS = {  # name -> export.py arguments after --out
     "int8.tflite": ("--quantize", "int8"),
 }
 
-pytestmark = pytest.mark.xdist_group("exports")  # the module's fixture is built once
+pytestmark = pytest.mark.xdist_group("exports")  # these tests share one worker, so the exports are built once
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: a module-scoped fixture is torn down whenever the worker runs another module's test
+# between two of these, and was built again (25 s each time).
+@pytest.fixture(scope="session")
 def exports(tmp_path_factory, tiny_checkpoint, synthetic_cache):
     """Every format exported from the ACNN-ALSTM trained by the tests: {name: (path, export.py stdout)}."""
     folder = tmp_path_factory.mktemp("exports")
