@@ -10,7 +10,7 @@ from ferkit import backends, data, exported, ferplus
 # The floors of the README's results table: a change that degrades a shipped model fails here.
 FLOORS = {"acnn_alstm": 0.70, "acnn_alstm_photo": 0.68, "dnn": 0.62, "cnn_lstm": 0.68, "cnn_alstm": 0.68}
 # Models trained on FER+'s votes, scored against FER+'s majority labels (PrivateTest faces with a clear one).
-FERPLUS_FLOORS = {"acnn_alstm_ferplus": 0.82}
+FERPLUS_FLOORS = {"acnn_alstm_ferplus": 0.84}
 # Every shipped model has its exported model.tflite (what predict.py runs for --model NAME).
 WITH_TFLITE = ("acnn_alstm", "acnn_alstm_ferplus", "acnn_alstm_photo", "cnn_alstm", "cnn_lstm", "dnn")
 FERPLUS_CSV = os.path.join(os.path.dirname(ROOT), "shared", "data", "fer2013new.csv")
@@ -40,8 +40,8 @@ def predictions(path, images):
 def test_shipped_model_and_its_export_score_the_readme_figures(name, private_test):
     """The checkpoint is at or above the README's floor (FER-2013's labels, or FER+'s majority labels on
     the PrivateTest faces with a clear one), and its model.tflite (what predict.py runs for --model NAME)
-    within 0.1 point of it on FER-2013's labels (tools/ship_exports.py's rule). One test per model, so
-    the checkpoint's pass over PrivateTest serves every check."""
+    within 0.1 point of it on the labels the model learnt (tools/ship_exports.py's rule). One test per
+    model, so the checkpoint's pass over PrivateTest serves every check."""
     folder = os.path.join(backends.PRETRAINED, name)
     assert os.path.exists(os.path.join(folder, "config.json")), f"{folder} is not shipped"
     fast = os.path.join(folder, backends.FAST_FILE)
@@ -52,11 +52,12 @@ def test_shipped_model_and_its_export_score_the_readme_figures(name, private_tes
     accuracy = float((checkpoint == labels).mean())
     if name in FLOORS:
         assert accuracy >= FLOORS[name], f"{name}: PrivateTest accuracy {accuracy:.4f} < {FLOORS[name]}"
-    assert float((predictions(fast, images) == labels).mean()) >= accuracy - 0.001
+        assert float((predictions(fast, images) == labels).mean()) >= accuracy - 0.001
     if name in FERPLUS_FLOORS:
         if not os.path.exists(FERPLUS_CSV):
-            pytest.skip(f"FER+'s votes are not at {FERPLUS_CSV}: {name} checked on FER-2013's labels only")
+            pytest.skip(f"FER+'s votes are not at {FERPLUS_CSV}: {name}, judged on them, is not checked")
         majority, clear = ferplus.majority(ferplus.read_votes(FERPLUS_CSV)["PrivateTest"])
         assert clear.sum() == 3350
         got = float((checkpoint[clear] == majority[clear]).mean())
         assert got >= FERPLUS_FLOORS[name], f"{name}: FER+ PrivateTest accuracy {got:.4f} < {FERPLUS_FLOORS[name]}"
+        assert float((predictions(fast, images[clear]) == majority[clear]).mean()) >= got - 0.001
