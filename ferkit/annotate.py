@@ -126,7 +126,7 @@ class Annotator:
         import cv2
         cv2.setNumThreads(threads)
         from ferkit.recognizer import Recognizer
-        self.job = job
+        self.job, self.threads = job, threads
         self.recognizer = Recognizer(checkpoint=job.model_path, detector=job.detector, min_score=job.min_score,
                                      num_threads=threads)
 
@@ -153,7 +153,9 @@ class Annotator:
         except video.VideoError as e:
             errors.append({"source": path, "segment": shard.segment, "error": str(e)})
             return 0, 0
-        stream = video.Video(self.recognizer, capture, fps, total, self.job.every, start=shard.start, end=shard.end)
+        # No read-ahead thread: a worker holds its CPUs (one by default) and decodes within them
+        stream = video.Video(self.recognizer, capture, fps, total, self.job.every, start=shard.start, end=shard.end,
+                             read_ahead=self.threads > 1)
         base = (shard.segment or 0) * TRACKS_PER_SEGMENT
         try:
             for record in stream:

@@ -221,14 +221,16 @@ class Video:
     without faces, and when a face is lost; in the frames between, only around the faces of the
     last classified frame (YuNetDetector.detect_near: a third of the cost).  A face that comes
     into view is therefore found within FULL_SEARCH seconds.  A file is decoded by a thread a few
-    frames ahead (_ReadAhead) and its frames classified BATCH_FRAMES at a time, in one model run;
-    live=True (a camera) reads and answers frame by frame instead.
+    frames ahead (_ReadAhead; read_ahead=False decodes in the caller's thread, for a worker that
+    holds one CPU) and its frames classified BATCH_FRAMES at a time, in one model run; live=True
+    (a camera) reads and answers frame by frame instead.
     """
 
     def __init__(self, recognizer, capture, fps, total=0, every=1, smooth=SMOOTH, largest=False, images=False,
-                 start=0, end=None, live=False):
+                 start=0, end=None, live=False, read_ahead=True):
         self.recognizer, self.capture, self.fps, self.total = recognizer, capture, fps, total
         self.every, self.largest, self.images, self.live = every, largest, images, live
+        self.read_ahead = read_ahead and not live
         self.tracker, self.smoother = Tracker(), Smoother(smooth)
         self.read, self.end = start, end  # frame numbers: the capture is at `start`; stop before `end`
         self.period = full_search_period(fps, every)
@@ -238,7 +240,8 @@ class Video:
         """One record per classified frame; with images=True one per source frame, each with its
         "image" (BGR) and "classified" (False: the faces are the last classified frame's, held)."""
         batch = 1 if self.live else BATCH_FRAMES
-        reader = self.capture if self.live else _ReadAhead(self.capture, None if self.end is None else self.end - self.read)
+        reader = (_ReadAhead(self.capture, None if self.end is None else self.end - self.read) if self.read_ahead
+                  else self.capture)
         try:
             yield from self._frames(reader, batch)
         finally:  # also when the caller stops early (the generator is closed)

@@ -236,7 +236,8 @@ def test_between_full_searches_faces_are_searched_near_where_they_were(recognize
 
 def test_files_are_read_ahead_and_cameras_frame_by_frame(recognizer, tmp_path):
     """A file's frames are decoded by a thread a few frames ahead and classified in batches; that thread
-    ends when the caller stops early.  live=True (a camera) answers each frame before reading the next."""
+    ends when the caller stops early.  read_ahead=False (annotate.py's one-CPU workers) decodes in the
+    caller's thread.  live=True (a camera) answers each frame before reading the next."""
     import threading
 
     class Counting:
@@ -251,16 +252,21 @@ def test_files_are_read_ahead_and_cameras_frame_by_frame(recognizer, tmp_path):
             self.capture.release()
 
     crossing_clip(tmp_path / "clip.avi", frames=30)
-    for live in (True, False):
+    def reader_running():
+        return any(t.name == "ferkit-video-reader" for t in threading.enumerate())
+
+    for live, ahead in ((True, True), (False, True), (False, False)):
         capture = Counting(cv2.VideoCapture(str(tmp_path / "clip.avi")))
-        stream = video.Video(recognizer, capture, 30.0, 30, live=live)
+        stream = video.Video(recognizer, capture, 30.0, 30, live=live, read_ahead=ahead)
         records = iter(stream)
         first = next(records)
         assert first["frame"] == 0 and len(first["faces"]) == 2
         if live:
-            assert capture.reads == 1
+            assert capture.reads == 1 and not reader_running()
+        elif ahead:
+            assert capture.reads > video.BATCH_FRAMES and reader_running()  # the batch, and the reader ahead
         else:
-            assert capture.reads > video.BATCH_FRAMES  # the batch, and the reader ahead of it
+            assert capture.reads == video.BATCH_FRAMES and not reader_running()
         records.close()  # the caller stops early
-        assert not any(t.name == "ferkit-video-reader" for t in threading.enumerate())
+        assert not reader_running()
         stream.close()
