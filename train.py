@@ -104,20 +104,17 @@ def learning_rate(step, peak, warmup_steps, total_steps):
     return tf.where(step < warmup_steps, warm, cosine)
 
 
-def ferplus_data(path, train_images, train_labels, val_images, fer2013_weight=0.0, refit=False):
+def ferplus_data(path, train_images, train_labels, val_images, fer2013_weight=0.0, trained_on=("Training",)):
     """--labels ferplus: Training faces with their FER+ vote shares over the 7 emotions (faces with no
     emotion votes left out), PublicTest faces with a clear FER+ majority and that label.
     fer2013_weight W (--labels both): the targets are (1 - W) x the vote shares + W x the one-hot of
     the face's FER-2013 label, so that both label sets teach the model.
-    refit: train_images are Training then PublicTest (load_sets with --refit), so their votes are too.
+    trained_on: the splits train_images are made of, in order (TrainSettings.trained_on), so their votes are too.
     -> train images, train labels (the top target, for the accuracy shown), train targets float32 (N, 7),
     PublicTest images, PublicTest labels."""
     from ferkit import data, ferplus
-    from ferkit.faces import one_hot
-    trained_on = ("Training", "PublicTest") if refit else ("Training",)
     votes = np.concatenate([data.load_ferplus_votes(path, split) for split in trained_on])
-    shares, has_votes = ferplus.vote_shares(votes)
-    targets = ((1.0 - fer2013_weight) * shares + fer2013_weight * one_hot(train_labels[has_votes])).astype(np.float32)
+    targets, has_votes = ferplus.vote_targets(votes, train_labels, fer2013_weight)
     val_labels, clear = ferplus.majority(data.load_ferplus_votes(path, "PublicTest"))
     print(f"FER+ labels: {has_votes.sum()} of {len(votes)} {' + '.join(trained_on)} faces with emotion votes; "
           f"{clear.sum()} of {len(clear)} PublicTest faces with a clear majority")
@@ -224,17 +221,17 @@ def load_sets(s):
     if len(loaded.splits.get("PublicTest", ((), ()))[1]) == 0:
         raise cli.UserError(f"{s.data}: no PublicTest faces to choose checkpoints on; give a data set with a "
                             "PublicTest split (or more Training rows, of which preprocess carves one)")
-    train_images, train_labels = loaded.splits["Training"]
     val_images, val_labels = loaded.splits["PublicTest"]
-    if s.refit:  # PublicTest joins the training set; it is still scored, but chooses nothing
-        train_images, train_labels = np.concatenate([train_images, val_images]), np.concatenate([train_labels, val_labels])
+    # With --refit PublicTest joins the training set; it is still scored, but chooses nothing
+    train_images, train_labels = (np.concatenate(arrays) for arrays in zip(*(loaded.splits[k] for k in s.trained_on())))
     # What a resume must find again: the faces trained on and their FER-2013 labels (not targets
     # derived from settings, which the settings themselves pin down).
     fingerprint = data.fingerprint(train_images, train_labels)
     train_targets = None
     if s.labels in ("ferplus", "both"):
         train_images, train_labels, train_targets, val_images, val_labels = ferplus_data(
-            s.data, train_images, train_labels, val_images, s.fer2013_weight if s.labels == "both" else 0.0, s.refit)
+            s.data, train_images, train_labels, val_images, s.fer2013_weight if s.labels == "both" else 0.0,
+            s.trained_on())
     if s.teacher:
         train_targets = teacher_targets(s.teacher, s.distill, train_images, train_labels)
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,

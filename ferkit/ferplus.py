@@ -2,6 +2,8 @@
 
   votes = read_votes(path)           fer2013new.csv -> {split: uint8 (N, 10) votes}, rows in file order
   labels, clear = majority(votes)    uint8 (N, 10) -> int64 (N,) labels in EMOTIONS order, bool (N,) clear majority
+  shares, has = vote_shares(votes)   uint8 (N, 10) -> float32 (M, 7) each voted face's share per emotion, bool (N,)
+  targets, has = vote_targets(votes, fer2013_labels, fer2013_weight)   what train.py --labels ferplus|both learns
 
 fer2013new.csv has one row per row of fer2013.csv, in the same order, with the
 votes of 10 annotators over VOTE_COLUMNS.  A face has a clear majority when one
@@ -73,3 +75,12 @@ def vote_shares(votes):
     emotion_votes = np.asarray(votes)[:, list(EMOTION_COLUMNS)].astype(np.float32)
     has_votes = emotion_votes.sum(1) > 0
     return emotion_votes[has_votes] / emotion_votes[has_votes].sum(1, keepdims=True), has_votes
+
+
+def vote_targets(votes, fer2013_labels, fer2013_weight=0.0):
+    """Training targets from votes uint8 (N, 10) and the same faces' FER-2013 labels int (N,): (1 - W) x the
+    vote shares + W x the one-hot FER-2013 label (W = fer2013_weight; 0 for --labels ferplus), float32 (M, 7)
+    for the M faces with emotion votes, and has_votes bool (N,)."""
+    shares, has_votes = vote_shares(votes)
+    one_hot = np.eye(len(EMOTIONS), dtype=np.float32)[np.asarray(fer2013_labels)[has_votes]]
+    return ((1.0 - fer2013_weight) * shares + fer2013_weight * one_hot).astype(np.float32), has_votes

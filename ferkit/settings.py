@@ -111,6 +111,10 @@ class TrainSettings:
                          "last epoch's weights are the model)")
         return found
 
+    def trained_on(self):
+        """The splits whose faces this run trains on: Training, and PublicTest too with --refit."""
+        return ("Training", "PublicTest") if self.refit else ("Training",)
+
     def to_json(self):
         return dataclasses.asdict(self)
 

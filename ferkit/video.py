@@ -254,7 +254,8 @@ class Video:
             ok, frame = reader.read() if self.end is None or self.read < self.end else (False, None)
             if ok:
                 number, self.read = self.read, self.read + 1
-                entry = {"frame": number, "image": frame, "classified": number % self.every == 0}
+                entry = {"frame": number, "shape": frame.shape, "image": frame if self.images else None,
+                         "classified": number % self.every == 0}
                 if entry["classified"]:
                     entry["detections"], entry["inputs"] = self._locate(frame, number, previous)
                     previous = entry["detections"]
@@ -290,7 +291,7 @@ class Video:
             number, time_s = entry["frame"], entry["frame"] / self.fps
             if entry["classified"]:
                 n = len(entry["inputs"])
-                faces = self.recognizer.describe(entry["detections"], probabilities[at:at + n], entry["image"].shape)
+                faces = self.recognizer.describe(entry["detections"], probabilities[at:at + n], entry["shape"])
                 at += n
                 for face, track in zip(faces, self.tracker.update([tuple(f["box"]) for f in faces], time_s)):
                     smoothed = self.smoother.update(track, [face["probabilities"][e] for e in EMOTIONS], time_s)

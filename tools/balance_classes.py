@@ -32,6 +32,7 @@ import numpy as np
 
 from ferkit import backends, checkpoints, cli, data, ferplus, files
 from ferkit.dataset import EMOTIONS, NUM_CLASSES
+from ferkit.settings import TrainSettings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = np.round(np.arange(0.0, 0.501, 0.05), 2)
@@ -39,34 +40,32 @@ TOLERANCE = 0.001  # 0.1 point of accuracy
 BIASES = "logits/biases"
 
 
-def learnt_prior(settings, data_path):
-    """The mean training target (7,) of a run with these settings: the prior its logits carry."""
-    splits = ("Training", "PublicTest") if settings.get("refit") else ("Training",)
-    loaded = data.load(data_path, splits=splits).splits
-    labels = np.concatenate([loaded[s][1] for s in splits])
-    one_hot = np.eye(NUM_CLASSES)[labels]
-    kind = settings.get("labels", "fer2013")
-    if kind == "fer2013":
-        targets = one_hot
+def learnt_prior(recorded, data_path):
+    """The mean training target (7,) of a run with these config.json settings: the prior its logits carry.
+    The targets are train.py's (ferplus.vote_targets, or one-hot labels), label smoothing applied as
+    models.loss applies it."""
+    s = TrainSettings.from_json(recorded)
+    loaded = data.load(data_path, splits=s.trained_on()).splits
+    labels = np.concatenate([loaded[k][1] for k in s.trained_on()])
+    if s.labels == "fer2013":
+        targets = np.eye(NUM_CLASSES)[labels]
     else:
-        shares, has_votes = ferplus.vote_shares(np.concatenate([data.load_ferplus_votes(data_path, s) for s in splits]))
-        weight = (settings.get("fer2013_weight") or 0.0) if kind == "both" else 0.0
-        targets = (1.0 - weight) * shares + weight * one_hot[has_votes]
-    smoothing = settings.get("label_smoothing") or 0.0
-    return (1.0 - smoothing) * targets.mean(0) + smoothing / NUM_CLASSES
+        votes = np.concatenate([data.load_ferplus_votes(data_path, k) for k in s.trained_on()])
+        targets = ferplus.vote_targets(votes, labels, s.fer2013_weight if s.labels == "both" else 0.0)[0]
+    return (1.0 - s.label_smoothing) * targets.mean(0) + s.label_smoothing / NUM_CLASSES
 
 
-def public_test(folder, data_path, labels_kind):
+def public_test(folder, config, data_path):
     """PublicTest faces' log-probabilities (N, 7) as trained (any balance taken back out), and their labels
     on both label sets: {"FER+": (labels, mask), "FER-2013": (labels, mask)}, and the one chosen on."""
     faces, fer2013 = data.load(data_path, splits=("PublicTest",)).splits["PublicTest"]
     majority, clear = ferplus.majority(data.load_ferplus_votes(data_path, "PublicTest"))
     logp = np.log(np.maximum(backends.load(folder).predict(faces), 1e-30))
-    balance = checkpoints.read_config(folder).get("balance")
+    balance = config.get("balance")
     if balance:
         logp = logp + balance["tau"] * np.log(balance["prior"])
     sets = {"FER+": (majority, clear), "FER-2013": (fer2013, np.ones(len(fer2013), bool))}
-    return logp, sets, "FER-2013" if labels_kind == "fer2013" else "FER+"
+    return logp, sets, "FER-2013" if config["settings"].get("labels", "fer2013") == "fer2013" else "FER+"
 
 
 def scores(predictions, labels, mask):
@@ -79,7 +78,7 @@ def scores(predictions, labels, mask):
 def choose(folder, data_path):
     config = checkpoints.read_config(folder)
     prior = learnt_prior(config["settings"], data_path)
-    logp, sets, chosen_on = public_test(folder, data_path, config["settings"].get("labels", "fer2013"))
+    logp, sets, chosen_on = public_test(folder, config, data_path)
     print(f"{folder}: PublicTest, logits - TAU x log(prior); prior {', '.join(f'{e} {p:.3f}' for e, p in zip(EMOTIONS, prior))}")
     print("  TAU   " + "   ".join(f"{name} accuracy, macro recall" for name in sets))
     rows = []

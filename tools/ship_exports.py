@@ -34,10 +34,13 @@ TOLERANCE = 0.001                    # 0.1 point of accuracy
 
 
 def write_reports(model, data_path, labels):
-    """evaluate.py's PrivateTest reports (plain and TTA) of a shipped checkpoint or export, into its folder."""
+    """evaluate.py's PrivateTest reports (plain and TTA) of a shipped checkpoint or export, into its folder.
+    Run from the checkout with paths relative to it, so the reports name ferkit/pretrained/NAME/... and
+    data/..., not the folders of the machine that made them."""
     folder = model if os.path.isdir(model) else os.path.dirname(model)
+    model, folder, data_path = (os.path.relpath(p, ROOT) for p in (model, folder, data_path))
     subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--checkpoint", model, "--data", data_path,
-                    "--tta", "--labels", labels, "--out", folder], check=True, capture_output=True)
+                    "--tta", "--labels", labels, "--out", folder], check=True, capture_output=True, cwd=ROOT)
 
 
 def put_in_place(source, folder):
