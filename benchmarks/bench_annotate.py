@@ -1,15 +1,19 @@
 """annotate.py on embedded Ray against predict.py, and its scaling from 1 to 2 workers.
 
-    python benchmarks/bench_annotate.py [--photos 900] [--video-minutes 10] [--runs 3]
+    python benchmarks/bench_annotate.py [--photos 3000] [--scaling-photos 6000] [--video-minutes 10] [--fps 30] [--runs 3]
+                                        [--parts 0123]
 
-Made here: --photos 640x480 JPEGs with one face each (samples/astronaut.png and matplotlib's
-grace_hopper.jpg, scaled and placed differently), and a --video-minutes 640x480 clip at 10 fps of a
+Made here: folders of 640x480 JPEGs with one face each (samples/astronaut.png and matplotlib's
+grace_hopper.jpg, scaled and placed differently), and a --video-minutes 640x480 clip at --fps of a
 face moving.  Prints the median wall time over --runs of each whole command:
-  1. predict.py on the photo folder (--json) and annotate.py on it (every core); their throughput ratio;
-  2. annotate.py on the photos with --workers 1 and --workers 2 (each worker single-threaded); speed-up;
-  3. annotate.py on the clip (60-second segments) with 1 and 2 workers; speed-up;
-and, from 3's 2-worker rate, an estimate of the hours one hour of 30 fps video takes on N such nodes.
-Run it with nothing else on the machine.
+  0. annotate.py on one photo: the engine's fixed cost (Ray's start and stop, the workers' start);
+  1. predict.py on --photos photos (--json) and annotate.py on them (every core); their throughput ratio;
+  2. annotate.py on --scaling-photos photos with --workers 1 and --workers 2 (each worker
+     single-threaded); speed-up.  The fixed cost of 0. is in both, so the folder must be large
+     enough for the work to outweigh it: about 50 s of one worker's time at 6,000;
+  3. annotate.py on the clip (60-second segments) with 1 and 2 workers; speed-up; and, from the
+     2-worker rate, an estimate of the minutes one hour of 30 fps video takes on N such nodes.
+--parts chooses which of 0-3 to take.  Run it with nothing else on the machine.
 """
 import argparse
 import os
@@ -46,35 +50,47 @@ def wall(command, runs, out=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=int, default=900)
-    parser.add_argument("--video-minutes", type=float, default=10)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--photos", type=int, default=3000, help="for 1 (default: %(default)s)")
+    parser.add_argument("--scaling-photos", type=int, default=6000, help="for 2 (default: %(default)s)")
+    parser.add_argument("--video-minutes", type=float, default=10, help="for 3 (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=30, help="the clip's frame rate (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each command (default: %(default)s)")
+    parser.add_argument("--parts", default="0123", help="which of the measurements 0-3 to take (default: all)")
     args = parser.parse_args()
     predict, annotate = os.path.join(ROOT, "predict.py"), os.path.join(ROOT, "annotate.py")
     with tempfile.TemporaryDirectory() as tmp:
-        folder, out = os.path.join(tmp, "photos"), os.path.join(tmp, "out")
-        make_photos(folder, args.photos)
-        clip = os.path.join(tmp, "clip", "clip.avi")
-        os.makedirs(os.path.dirname(clip))
-        frames = int(args.video_minutes * 60 * 10)
-        make_clip(clip, frames, fps=10)
-        n = args.photos
-        t_predict = wall([predict, folder, "--json"], args.runs)
-        t_annotate = wall([annotate, folder], args.runs, out)
-        print(f"1. {n} photos: predict.py {t_predict:.1f} s ({n / t_predict:.0f}/s), annotate.py {t_annotate:.1f} s "
-              f"({n / t_annotate:.0f}/s, {os.cpu_count()} workers): ratio {t_predict / t_annotate:.2f}")
-        one = wall([annotate, folder, "--workers", "1"], args.runs, out)
-        two = wall([annotate, folder, "--workers", "2"], args.runs, out)
-        print(f"2. photos, 1 worker {one:.1f} s, 2 workers {two:.1f} s: {one / two:.2f}x")
-        one = wall([annotate, clip, "--workers", "1"], args.runs, out)
-        two = wall([annotate, clip, "--workers", "2"], args.runs, out)
-        print(f"3. a {args.video_minutes:g}-minute clip ({frames} frames, 60-s segments), 1 worker {one:.1f} s, "
-              f"2 workers {two:.1f} s: {one / two:.2f}x")
-        per_node = frames / two  # frames/s on one 2-core node
-        for nodes in (1, 4, 16):
-            print(f"   estimate: one hour of 30 fps video (108,000 frames) on {nodes} such node(s): "
-                  f"{108000 / (per_node * nodes) / 60:.0f} min")
-
+        out = os.path.join(tmp, "out")
+        if "0" in args.parts:
+            one_photo = os.path.join(tmp, "one")
+            make_photos(one_photo, 1)
+            fixed = wall([annotate, one_photo], args.runs, out)
+            print(f"0. annotate.py on one photo (Ray's start and stop, the workers' start): {fixed:.1f} s")
+        if "1" in args.parts:
+            n, folder = args.photos, os.path.join(tmp, "photos")
+            make_photos(folder, n)
+            t_predict = wall([predict, folder, "--json"], args.runs)
+            t_annotate = wall([annotate, folder], args.runs, out)
+            print(f"1. {n} photos: predict.py {t_predict:.1f} s ({n / t_predict:.0f}/s), annotate.py {t_annotate:.1f} "
+                  f"s ({n / t_annotate:.0f}/s, {os.cpu_count()} workers): ratio {t_predict / t_annotate:.2f}")
+        if "2" in args.parts:
+            many = os.path.join(tmp, "many")
+            make_photos(many, args.scaling_photos)
+            one = wall([annotate, many, "--workers", "1"], args.runs, out)
+            two = wall([annotate, many, "--workers", "2"], args.runs, out)
+            print(f"2. {args.scaling_photos} photos, 1 worker {one:.1f} s, 2 workers {two:.1f} s: {one / two:.2f}x")
+        if "3" in args.parts:
+            clip = os.path.join(tmp, "clip", "clip.avi")
+            os.makedirs(os.path.dirname(clip))
+            frames = int(args.video_minutes * 60 * args.fps)
+            make_clip(clip, frames, fps=args.fps)
+            one = wall([annotate, clip, "--workers", "1"], args.runs, out)
+            two = wall([annotate, clip, "--workers", "2"], args.runs, out)
+            print(f"3. a {args.video_minutes:g}-minute clip at {args.fps:g} fps ({frames} frames, 60-s segments), "
+                  f"1 worker {one:.1f} s, 2 workers {two:.1f} s: {one / two:.2f}x")
+            per_node = frames / two  # frames/s on one 2-core node, start and stop included
+            for nodes in (1, 4, 16):
+                print(f"   estimate: one hour of 30 fps video (108,000 frames) on {nodes} such node(s): "
+                      f"{108000 / (per_node * nodes) / 60:.1f} min")
 
 if __name__ == "__main__":
     main()
