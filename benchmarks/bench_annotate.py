@@ -10,7 +10,7 @@ face moving.  Prints the median wall time over --runs of each whole command:
   1. predict.py on --photos photos (--json) and annotate.py on them (every core); their throughput ratio;
   2. annotate.py on --scaling-photos photos with --workers 1 and --workers 2 (each worker
      single-threaded); speed-up.  The fixed cost of 0. is in both, so the folder must be large
-     enough for the work to outweigh it: about 50 s of one worker's time at 6,000;
+     enough for the work to outweigh it;
   3. annotate.py on the clip (60-second segments) with 1 and 2 workers; speed-up; and, from the
      2-worker rate, an estimate of the minutes one hour of 30 fps video takes on N such nodes.
 --parts chooses which of 0-3 to take.  Run it with nothing else on the machine.
@@ -48,6 +48,11 @@ def wall(command, runs, out=None):
     return statistics.median(times)
 
 
+def one_and_two_workers(annotate, source, runs, out):
+    """annotate.py on `source` with 1 and with 2 workers -> (median seconds with 1, with 2)."""
+    return tuple(wall([annotate, source, "--workers", str(n)], runs, out) for n in (1, 2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=3000, help="for 1 (default: %(default)s)")
@@ -57,6 +62,8 @@ def main():
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (default: %(default)s)")
     parser.add_argument("--parts", default="0123", help="which of the measurements 0-3 to take (default: all)")
     args = parser.parse_args()
+    if not args.parts or set(args.parts) - set("0123"):
+        parser.error(f"--parts takes digits 0-3, got {args.parts!r}")
     predict, annotate = os.path.join(ROOT, "predict.py"), os.path.join(ROOT, "annotate.py")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out")
@@ -75,22 +82,21 @@ def main():
         if "2" in args.parts:
             many = os.path.join(tmp, "many")
             make_photos(many, args.scaling_photos)
-            one = wall([annotate, many, "--workers", "1"], args.runs, out)
-            two = wall([annotate, many, "--workers", "2"], args.runs, out)
+            one, two = one_and_two_workers(annotate, many, args.runs, out)
             print(f"2. {args.scaling_photos} photos, 1 worker {one:.1f} s, 2 workers {two:.1f} s: {one / two:.2f}x")
         if "3" in args.parts:
             clip = os.path.join(tmp, "clip", "clip.avi")
             os.makedirs(os.path.dirname(clip))
             frames = int(args.video_minutes * 60 * args.fps)
             make_clip(clip, frames, fps=args.fps)
-            one = wall([annotate, clip, "--workers", "1"], args.runs, out)
-            two = wall([annotate, clip, "--workers", "2"], args.runs, out)
+            one, two = one_and_two_workers(annotate, clip, args.runs, out)
             print(f"3. a {args.video_minutes:g}-minute clip at {args.fps:g} fps ({frames} frames, 60-s segments), "
                   f"1 worker {one:.1f} s, 2 workers {two:.1f} s: {one / two:.2f}x")
             per_node = frames / two  # frames/s on one 2-core node, start and stop included
             for nodes in (1, 4, 16):
                 print(f"   estimate: one hour of 30 fps video (108,000 frames) on {nodes} such node(s): "
                       f"{108000 / (per_node * nodes) / 60:.1f} min")
+
 
 if __name__ == "__main__":
     main()
