@@ -4,6 +4,10 @@
 
 images: float32 (N, 48, 48, 1) from ferkit.faces.to_model_input; logits (N, 7).
 The five parts, each in its own variable scope:
+  (crop)            with crop < 48, the network sees only the central crop x crop
+                    pixels of the face: training's random shifts (ferkit.augment)
+                    then make it a random crop, and test-time shifted views a
+                    multi-crop average, the same crop size in both (no variables)
   cnn               8 conv layers (32-32, 64-64, 128-128, 256-256, batch norm,
                     ReLU, max-pool after the first three pairs) -> a 6x6 grid
                     of 36 local feature vectors (N, 36, 256).  Two hyperparameters
@@ -28,7 +32,7 @@ from models import layers
 from models.layers import tf
 
 CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
-INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS))}   # models.check_hparams: integers not "at least 1"
+INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS)), "crop": (8, 48)}   # models.check_hparams: integers not "at least 1"
 
 
 def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
@@ -59,10 +63,17 @@ def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
 
 def inference(images, is_training, num_classes=7, local_attention=True, global_attention=True,
               lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4,
-              first_width=32, residual_stages=0, seed=None):
+              first_width=32, residual_stages=0, crop=48, seed=None):
     """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict.
+    crop: the side of the central square the network reads (48: the whole face); any crop from
+    41 to 48 still pools down to the 6x6 grid (SAME pooling rounds up), so the LSTM keeps 36 steps.
     seed: None or an int64 (2,) tensor for stateless dropout (layers.dropout)."""
     end_points = {}
+    if crop < images.shape[1]:
+        # A static slice, the same in training and inference graphs: the randomness of a random
+        # crop comes from the augmentation's shifts, applied to the whole face before this.
+        top = (int(images.shape[1]) - crop) // 2
+        images = images[:, top:top + crop, top:top + crop]
     with tf.variable_scope("cnn"):
         x = cnn(images, is_training, weight_decay, first_width, residual_stages)
     grid = x.shape[1] * x.shape[2]

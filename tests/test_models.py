@@ -148,6 +148,8 @@ def test_residual_block_adds_its_input_back():
     ({"residual_stages": 5}, "residual_stages=5: must be a whole number from 0 to 4"),
     ({"residual_stages": -1}, "residual_stages=-1: must be a whole number from 0 to 4"),
     ({"first_width": 0}, "first_width=0: must be a whole number, at least 1"),
+    ({"crop": 7}, "crop=7: must be a whole number from 8 to 48"),
+    ({"crop": 49}, "crop=49: must be a whole number from 8 to 48"),
 ])
 def test_cnn_shape_hyperparameters_are_range_checked(hparams, message):
     models.check_hparams("acnn_alstm", {**models.default_hparams("acnn_alstm"), "residual_stages": 0})
@@ -155,8 +157,26 @@ def test_cnn_shape_hyperparameters_are_range_checked(hparams, message):
         models.check_hparams("acnn_alstm", {**models.default_hparams("acnn_alstm"), **hparams})
 
 
+def test_crop_reads_the_central_square_only():
+    """crop=44: the convs run at 44x44, the grid is still 6x6 (36 LSTM steps), and the 2-pixel border
+    is ignored (changing it leaves the logits as they are) while the central square is not."""
+    graph, net = build("acnn_alstm", crop=44)
+    assert net.end_points["local_features"].shape.as_list() == [None, 36, 256]
+    assert graph.get_tensor_by_name("cnn/conv1/Relu:0").shape.as_list() == [None, 44, 44, 32]
+    faces = to_model_input(synthetic_faces(balanced_labels(1)))
+    border, centre = faces.copy(), faces.copy()
+    border[:, :2] = border[:, -2:] = border[:, :, :2] = border[:, :, -2:] = 1.0
+    centre[:, 2:46, 2:46] = 1.0
+    with graph.as_default(), tf.Session() as s:
+        s.run(tf.variables_initializer(net.model_variables))
+        logits = [s.run(net.logits, {net.images: x}) for x in (faces, border, centre)]
+    np.testing.assert_array_equal(logits[0], logits[1])
+    assert not np.allclose(logits[0], logits[2])
+
+
 def test_configs_older_than_a_hyperparameter_read_as_its_default(tmp_path):
-    old = {k: v for k, v in models.default_hparams("acnn_alstm").items() if k not in ("first_width", "residual_stages")}
+    old = {k: v for k, v in models.default_hparams("acnn_alstm").items() if k not in ("first_width", "residual_stages", "crop")}
     files.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": old})
     hparams = checkpoints.read_config(str(tmp_path))["hparams"]
-    assert hparams == models.default_hparams("acnn_alstm") and (hparams["first_width"], hparams["residual_stages"]) == (32, 0)
+    assert hparams == models.default_hparams("acnn_alstm")
+    assert (hparams["first_width"], hparams["residual_stages"], hparams["crop"]) == (32, 0, 48)
