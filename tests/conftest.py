@@ -1,6 +1,8 @@
 """Shared test helpers: running the scripts, small synthetic FER-2013 files, a tiny trained checkpoint."""
+import fcntl
 import os
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +18,26 @@ needs_real_data = pytest.mark.skipif(not os.path.exists(REAL_CSV),
                                      reason=f"the real FER-2013 is not at {REAL_CSV} (it is never committed)")
 
 sys.path.insert(0, ROOT)
+
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    # The workers already keep every core busy: TensorFlow's default of a thread pool as wide as the
+    # machine in each of them (and in each script they start) only adds threads spinning for work.
+    # Set before TensorFlow makes its first session, which is when it reads them.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under --dist loadgroup, xdist tells its scheduler a test's xdist_group by appending @GROUP to the
+    test's node id in each worker.  A pytest on which that no longer takes (pytest-dev/pytest-xdist#1386)
+    spreads a group over the workers without a word, each building the group's costly fixture (a Ray
+    cluster, the exports) again: stop instead."""
+    if getattr(config.option, "loadgroup", False):
+        lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+        if lost:
+            raise pytest.UsageError(f"xdist_group is not honoured by this pytest and pytest-xdist ({lost[0]} has no "
+                                    "@group): install the versions in tests/requirements.txt")
 
 
 def run_script(script, *args, check=None, timeout=600, process=False, cwd=ROOT):
@@ -123,20 +145,44 @@ def synthetic_cache(tmp_path_factory):
     return path
 
 
+def built_once(tmp_path_factory, worker_id, name, build):
+    """build(folder) -> a path it made inside folder; made once per test run, not once per xdist worker.
+
+    The first worker to ask builds it in a folder all workers see (under a lock, which the others
+    wait on) and every worker gets a copy of that folder of its own, so one worker's writes (reports
+    beside a checkpoint, say) never reach another's.  Without xdist it is built where it is used."""
+    own = tmp_path_factory.mktemp(name)
+    if worker_id == "master":
+        return build(own)
+    shared = tmp_path_factory.getbasetemp().parent / f"built-once-{name}"   # the run's folder, above the workers'
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, also if build fails
+        made = shared / "made.txt"
+        if not made.exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            made.write_text(str(build(shared / "work").relative_to(shared / "work")))
+    shutil.copytree(shared / "work", own, dirs_exist_ok=True)
+    return own / made.read_text()
+
+
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory, synthetic_cache):
+def tiny_checkpoint(tmp_path_factory, worker_id, synthetic_cache):
     """An ACNN-ALSTM checkpoint folder trained by train.py for two short epochs on the synthetic cache."""
-    folder = tmp_path_factory.mktemp("ckpt") / "acnn_alstm"
-    run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
-               "--checkpoint-dir", folder, check=0)
-    return folder
+    def train(folder):
+        run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
+                   "--checkpoint-dir", folder / "acnn_alstm", check=0)
+        return folder / "acnn_alstm"
+    return built_once(tmp_path_factory, worker_id, "ckpt", train)
 
 
 @pytest.fixture(scope="session")
-def tiny_tflite(tmp_path_factory, tiny_checkpoint, synthetic_cache):
+def tiny_tflite(tmp_path_factory, worker_id, tiny_checkpoint, synthetic_cache):
     """tiny_checkpoint exported to a float .tflite: what predict and the API tests run, in a fifth of the
     time a checkpoint takes (no TensorFlow); the parity tests compare the two."""
-    path = tmp_path_factory.mktemp("tflite") / "tiny.tflite"
-    run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", path, "--quantize", "none",
-               "--data", synthetic_cache, check=0)
-    return path
+    def export(folder):
+        folder.mkdir()
+        run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", folder / "tiny.tflite", "--quantize", "none",
+                   "--data", synthetic_cache, check=0)
+        return folder / "tiny.tflite"
+    return built_once(tmp_path_factory, worker_id, "tflite", export)
