@@ -181,7 +181,7 @@ def tiny_tflite(tmp_path_factory, worker_id, tiny_checkpoint, synthetic_cache):
     """tiny_checkpoint exported to a float .tflite: what predict and the API tests run, in a fifth of the
     time a checkpoint takes (no TensorFlow); the parity tests compare the two."""
     def export(folder):
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", folder / "tiny.tflite", "--quantize", "none",
                    "--data", synthetic_cache, check=0)
         return folder / "tiny.tflite"
