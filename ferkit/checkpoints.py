@@ -37,7 +37,7 @@ def read_config(folder):
     try:
         config = read_json(path)
         # Hyperparameters added since the folder was written take their defaults, which are
-        # what it was built with (models/acnn_alstm.py's first_width, residual_stages and crop).
+        # what it was built with (models/ gives each new one a default that keeps the old network).
         config["hparams"] = {**models.default_hparams(config["model"]), **config["hparams"]}
         models.check_hparams(config["model"], config["hparams"])
     except (ValueError, KeyError, TypeError, AttributeError) as e:

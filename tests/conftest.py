@@ -146,43 +146,40 @@ def synthetic_cache(tmp_path_factory):
 
 
 def built_once(tmp_path_factory, worker_id, name, build):
-    """build(folder) -> a path it made inside folder; made once per test run, not once per xdist worker.
+    """The path of `name` (a file or folder) that build(path) makes; made once per test run, not once
+    per xdist worker.
 
     The first worker to ask builds it in a folder all workers see (under a lock, which the others
-    wait on) and every worker gets a copy of that folder of its own, so one worker's writes (reports
-    beside a checkpoint, say) never reach another's.  Without xdist it is built where it is used."""
-    own = tmp_path_factory.mktemp(name)
+    wait on) and every worker gets a copy of its own, so one worker's writes (reports beside a
+    checkpoint, say) never reach another's.  Without xdist it is built where it is used."""
+    own = tmp_path_factory.mktemp(os.path.splitext(name)[0]) / name
     if worker_id == "master":
-        return build(own)
+        build(own)
+        return own
     shared = tmp_path_factory.getbasetemp().parent / f"built-once-{name}"   # the run's folder, above the workers'
     with open(f"{shared}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes, also if build fails
-        made = shared / "made.txt"
-        if not made.exists():
+        if not (shared / "done").exists():   # a build that failed left no mark: build again
             shutil.rmtree(shared, ignore_errors=True)
-            shared.mkdir()
-            made.write_text(str(build(shared / "work").relative_to(shared / "work")))
-    shutil.copytree(shared / "work", own, dirs_exist_ok=True)
-    return own / made.read_text()
+            (shared / "work").mkdir(parents=True)
+            build(shared / "work" / name)
+            (shared / "done").touch()
+    shutil.copytree(shared / "work", own.parent, dirs_exist_ok=True)
+    return own
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory, worker_id, synthetic_cache):
     """An ACNN-ALSTM checkpoint folder trained by train.py for two short epochs on the synthetic cache."""
-    def train(folder):
-        run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
-                   "--checkpoint-dir", folder / "acnn_alstm", check=0)
-        return folder / "acnn_alstm"
-    return built_once(tmp_path_factory, worker_id, "ckpt", train)
+    return built_once(tmp_path_factory, worker_id, "acnn_alstm", lambda folder: run_script(
+        "train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
+        "--checkpoint-dir", folder, check=0))
 
 
 @pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory, worker_id, tiny_checkpoint, synthetic_cache):
     """tiny_checkpoint exported to a float .tflite: what predict and the API tests run, in a fifth of the
     time a checkpoint takes (no TensorFlow); the parity tests compare the two."""
-    def export(folder):
-        folder.mkdir(exist_ok=True)
-        run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", folder / "tiny.tflite", "--quantize", "none",
-                   "--data", synthetic_cache, check=0)
-        return folder / "tiny.tflite"
-    return built_once(tmp_path_factory, worker_id, "tflite", export)
+    return built_once(tmp_path_factory, worker_id, "tiny.tflite", lambda path: run_script(
+        "export.py", "--checkpoint", tiny_checkpoint, "--out", path, "--quantize", "none", "--data", synthetic_cache,
+        check=0))
