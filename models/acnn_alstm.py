@@ -85,7 +85,7 @@ def inference(images, is_training, num_classes=7, local_attention=True, global_a
         end_points["local_attention"] = weights
         local = local * (float(grid) * weights)[..., None]
 
-    states = layers.lstm(local, lstm_units, "lstm", weight_decay)   # (N, 36, lstm_units)
+    states = layers.lstm(local, lstm_units, "lstm", weight_decay, is_training)   # (N, 36, lstm_units)
     end_points["lstm_states"] = states
 
     if global_attention:

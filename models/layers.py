@@ -119,10 +119,12 @@ def attention(features, units, scope):
         return tf.nn.softmax(scores, axis=-1)
 
 
-def lstm(sequence, units, scope, weight_decay=0.0):
+def lstm(sequence, units, scope, weight_decay=0.0, is_training=None):
     """A single-layer LSTM, unrolled over the (static) time axis.
 
     sequence (N, T, D) -> hidden states (N, T, units).
+    is_training: Python False for a graph that only infers (see below); anything else
+    (a bool tensor, or None) for one that may train.  The values are the same either way.
     Gates = [x_t, h_{t-1}] W + b, with W stored as one (D + units, 4 units) matrix;
     the forget-gate bias starts at 1 so that early in training the cell remembers
     rather than forgets.
@@ -138,11 +140,19 @@ def lstm(sequence, units, scope, weight_decay=0.0):
         # ops that TFLite's XNNPACK kernels take whole (a squeezing slice or a stack would each
         # fall back to a slower kernel and cut the exported graph in pieces).
         inputs = tf.reshape(tf.matmul(tf.reshape(sequence, [-1, n_in]), w[:n_in]) + b, [-1, steps * 4 * units])
+        if is_training is False:
+            xs = [inputs[:, 4 * units * t:4 * units * (t + 1)] for t in range(steps)]
+        else:
+            # A graph that trains cuts with one split instead: the gradient of each slice is a
+            # zero tensor of the whole input's size (T of them, then summed), that of a split one
+            # concat (docs/speed.md: the training step's time).  TFLite's XNNPACK takes a split of
+            # at most 4 outputs, hence the slices above where nothing trains.
+            xs = tf.split(inputs, steps, axis=1)
+        w_h = w[n_in:]
         h = c = None  # the state starts at zero: step 0 has no h W_h term and no f * c term
         states = []
-        for t in range(steps):
-            x_t = inputs[:, 4 * units * t:4 * units * (t + 1)]
-            gates = x_t if h is None else x_t + tf.matmul(h, w[n_in:])
+        for x_t in xs:
+            gates = x_t if h is None else x_t + tf.matmul(h, w_h)
             i, f, g, o = tf.split(gates, 4, axis=1)
             c = tf.sigmoid(i) * tf.tanh(g) if c is None else tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
             h = tf.sigmoid(o) * tf.tanh(c)
