@@ -184,25 +184,20 @@ def test_configs_older_than_a_hyperparameter_read_as_its_default(tmp_path):
 
 
 def test_lstm_cuts_its_steps_with_one_split_to_train_and_slices_to_export():
-    """The same weights give the same states both ways.  The graph that trains cuts the 36 steps with
-    one split, whose gradient is one concat (a slice's is a zero tensor of the whole input's size, 36
-    of them); the inference-only graph keeps slices, since TFLite's XNNPACK takes no split over 4 ways."""
+    """The graph that trains cuts the 36 steps with one split, whose gradient is one concat (a slice's
+    is a zero tensor of the whole input's size, 36 of them); the inference-only graph keeps slices,
+    since TFLite's XNNPACK takes no split over 4 ways.  That both give the same logits is
+    test_save_restore_gives_identical_logits (a trainable graph against Classifier's)."""
     graph = tf.Graph()
     with graph.as_default():
         sequence = tf.placeholder(tf.float32, [None, 36, 16])
         training = layers.lstm(sequence, 8, "lstm", is_training=tf.constant(True))
         with tf.variable_scope(tf.get_variable_scope(), reuse=True):
             inference = layers.lstm(sequence, 8, "lstm", is_training=False)
-        grads = [tf.gradients(tf.reduce_sum(states), sequence)[0] for states in (training, inference)]
-        x = np.random.default_rng(0).normal(size=(3, 36, 16)).astype(np.float32)
-        with tf.Session() as s:
-            s.run(tf.global_variables_initializer())
-            values = s.run([training, inference, *grads], {sequence: x})
-    np.testing.assert_allclose(values[0], values[1], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(values[2], values[3], rtol=1e-5, atol=1e-6)
+        for states in (training, inference):
+            tf.gradients(tf.reduce_sum(states), sequence)
     ops = graph.get_operations()
-    training_ops = [op for op in ops if op.name.startswith("gradients/") and "lstm/" in op.name and "lstm_1/" not in op.name]
-    assert not any(op.type == "StridedSliceGrad" for op in training_ops)
+    training_ops = [op for op in ops if op.name.startswith("gradients/")]
+    assert training_ops and not any(op.type == "StridedSliceGrad" for op in training_ops)
     assert sum(op.type == "StridedSliceGrad" for op in ops) == 36        # the inference graph's, for comparison
     assert max(len(op.outputs) for op in ops if op.name.startswith("lstm_1/") and op.type == "Split") == 4
-
