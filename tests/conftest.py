@@ -19,6 +19,12 @@ needs_real_data = pytest.mark.skipif(not os.path.exists(REAL_CSV),
 
 sys.path.insert(0, ROOT)
 
+# TensorFlow's C++ log level, as every script has it (ferkit.cli.quiet_tensorflow): it is read once per
+# process, when TensorFlow is first imported, and a test module may import it first (models.layers does),
+# for the scripts run_script runs in this process too.  Without it their stderr would carry C++ warnings
+# that no user's command shows.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
     # The workers already keep every core busy: TensorFlow's default of a thread pool as wide as the
     # machine in each of them (and in each script they start) only adds threads spinning for work.

@@ -412,11 +412,9 @@ def test_damaged_checkpoints_are_named_not_tracebacks(tmp_path, tiny_checkpoint,
         config["hparams"]["depth"] = 3
         (folder / "config.json").write_text(json.dumps(config))
     sample = os.path.join(ROOT, "samples", "astronaut.png")
-    # Real processes: TensorFlow's C++ log level is fixed once per process, and a training graph run
-    # earlier in the same one (another test's) can leave its warnings on, which no user's command sees.
-    for proc in (run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache, process=True),
-                 run_script("predict.py", sample, "--checkpoint", folder, process=True),
-                 run_script("export.py", "--checkpoint", folder, "--out", tmp_path / "x.tflite", process=True)):
+    for proc in (run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache),
+                 run_script("predict.py", sample, "--checkpoint", folder),
+                 run_script("export.py", "--checkpoint", folder, "--out", tmp_path / "x.tflite")):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-800:]
         assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and phrase in proc.stderr, proc.stderr
     assert not (tmp_path / "x.tflite").exists()
