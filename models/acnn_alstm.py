@@ -10,12 +10,15 @@ The five parts, each in its own variable scope:
                     multi-crop average, the same crop size in both (no variables)
   cnn               8 conv layers (32-32, 64-64, 128-128, 256-256, batch norm,
                     ReLU, max-pool after the first three pairs) -> a 6x6 grid
-                    of 36 local feature vectors (N, 36, 256).  Two hyperparameters
+                    of 36 local feature vectors (N, 36, 256).  Three hyperparameters
                     reshape it (their defaults give the layers above):
                     first_width, the width of conv1 (the second 48x48 conv keeps 32);
                     residual_stages, how many of the last stages get a residual
                     block (two more convs, added back onto the stage's first conv)
-                    in place of their second conv.
+                    in place of their second conv;
+                    stem_convs (1-2), the convs at full resolution: 1 drops the
+                    second 48x48 conv (the costliest layer, 21 M of the 117 M
+                    multiply-adds), so the face is pooled after one conv.
   local_attention   one score per local feature from its correlation with a
                     learned query, softmax over the 36 positions; features are
                     reweighted by 36 * weight (mean weight 1, so their scale is kept)
@@ -32,10 +35,10 @@ from models import layers
 from models.layers import tf
 
 CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
-INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS)), "crop": (8, 48)}   # models.check_hparams: integers not "at least 1"
+INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS)), "crop": (8, 48), "stem_convs": (1, 2)}   # models.check_hparams: integers not "at least 1"
 
 
-def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
+def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0, stem_convs=2):
     """The convolutional part: images (N, 48, 48, 1) -> feature grid (N, 6, 6, 256).
 
     Convs are numbered conv1, conv2, ... in order, so the default (a plain
@@ -51,7 +54,9 @@ def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
 
     for stage, widths in enumerate(CNN_BLOCKS):
         x = conv(x, first_width if stage == 0 else widths[0])
-        if stage >= len(CNN_BLOCKS) - residual_stages:
+        if stage == 0 and stem_convs == 1:
+            pass                                        # the cheaper stem: one conv, then pool
+        elif stage >= len(CNN_BLOCKS) - residual_stages:
             # A basic residual block at the stage's width: relu(x + bn(conv(relu(bn(conv(x)))))).
             x = tf.nn.relu(x + conv(conv(x, widths[1]), widths[1], relu=False))
         else:
@@ -63,7 +68,7 @@ def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0):
 
 def inference(images, is_training, num_classes=7, local_attention=True, global_attention=True,
               lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4,
-              first_width=32, residual_stages=0, crop=48, seed=None):
+              first_width=32, residual_stages=0, stem_convs=2, crop=48, seed=None):
     """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict.
     crop: the side of the central square the network reads (48: the whole face); any crop from
     41 to 48 still pools down to the 6x6 grid (SAME pooling rounds up), so the LSTM keeps 36 steps.
@@ -75,7 +80,7 @@ def inference(images, is_training, num_classes=7, local_attention=True, global_a
         top = (int(images.shape[1]) - crop) // 2
         images = images[:, top:top + crop, top:top + crop]
     with tf.variable_scope("cnn"):
-        x = cnn(images, is_training, weight_decay, first_width, residual_stages)
+        x = cnn(images, is_training, weight_decay, first_width, residual_stages, stem_convs)
     grid = x.shape[1] * x.shape[2]
     local = tf.reshape(x, [-1, grid, x.shape[3]])           # (N, 36, 256), row-major grid positions
     end_points["local_features"] = local

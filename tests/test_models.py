@@ -127,6 +127,19 @@ def test_acnn_alstm_residual_cnn_layers():
     assert net.end_points["local_features"].shape.as_list() == [None, 36, 256]
 
 
+def test_acnn_alstm_cheaper_stem_has_one_conv_at_full_resolution():
+    graph, net = build("acnn_alstm", stem_convs=1, crop=44)
+    shapes = {v.op.name: v.shape.as_list() for v in net.model_variables if v.op.name.endswith("/weights")}
+    convs = {name: shape for name, shape in shapes.items() if name.startswith("cnn/")}
+    # 44x44: conv1 alone, then pooled; the later stages as always, numbered on from conv2.
+    assert convs == {"cnn/conv1/weights": [3, 3, 1, 32], "cnn/conv2/weights": [3, 3, 32, 64],
+                     "cnn/conv3/weights": [3, 3, 64, 64], "cnn/conv4/weights": [3, 3, 64, 128],
+                     "cnn/conv5/weights": [3, 3, 128, 128], "cnn/conv6/weights": [3, 3, 128, 256],
+                     "cnn/conv7/weights": [3, 3, 256, 256]}
+    assert net.end_points["local_features"].shape.as_list() == [None, 36, 256]
+    assert net.logits.shape.as_list() == [None, 7]
+
+
 def test_residual_block_adds_its_input_back():
     graph, net = build("acnn_alstm", residual_stages=1)   # the 6x6 stage: conv7, then conv8 + conv9
     feed = {net.images: to_model_input(synthetic_faces(balanced_labels(1)))}
@@ -151,6 +164,7 @@ def test_residual_block_adds_its_input_back():
     ({"first_width": 0}, "first_width=0: must be a whole number, at least 1"),
     ({"crop": 7}, "crop=7: must be a whole number from 8 to 48"),
     ({"crop": 49}, "crop=49: must be a whole number from 8 to 48"),
+    ({"stem_convs": 3}, "stem_convs=3: must be a whole number from 1 to 2"),
 ])
 def test_cnn_shape_hyperparameters_are_range_checked(hparams, message):
     models.check_hparams("acnn_alstm", {**models.default_hparams("acnn_alstm"), "residual_stages": 0})
@@ -176,11 +190,11 @@ def test_crop_reads_the_central_square_only():
 
 
 def test_configs_older_than_a_hyperparameter_read_as_its_default(tmp_path):
-    old = {k: v for k, v in models.default_hparams("acnn_alstm").items() if k not in ("first_width", "residual_stages", "crop")}
+    old = {k: v for k, v in models.default_hparams("acnn_alstm").items() if k not in ("first_width", "residual_stages", "stem_convs", "crop")}
     files.write_json(tmp_path / "config.json", {"model": "acnn_alstm", "hparams": old})
     hparams = checkpoints.read_config(str(tmp_path))["hparams"]
     assert hparams == models.default_hparams("acnn_alstm")
-    assert (hparams["first_width"], hparams["residual_stages"], hparams["crop"]) == (32, 0, 48)
+    assert (hparams["first_width"], hparams["residual_stages"], hparams["stem_convs"], hparams["crop"]) == (32, 0, 2, 48)
 
 
 def test_lstm_cuts_its_steps_with_one_split_to_train_and_slices_to_export():
