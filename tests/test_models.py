@@ -114,28 +114,21 @@ def test_save_restore_gives_identical_logits(tmp_path):
     np.testing.assert_allclose(after, np.exp(before) / np.exp(before).sum(1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
-def test_acnn_alstm_residual_cnn_layers():
-    graph, net = build("acnn_alstm", first_width=16, residual_stages=2)
-    shapes = {v.op.name: v.shape.as_list() for v in net.model_variables if v.op.name.endswith("/weights")}
-    convs = {name: shape for name, shape in shapes.items() if name.startswith("cnn/")}
+@pytest.mark.parametrize("hparams, convs", [
     # 48x48: 16 then 32 wide; 24x24: 64-64; 12x12 and 6x6: a conv, then a residual block of two.
-    assert convs == {"cnn/conv1/weights": [3, 3, 1, 16], "cnn/conv2/weights": [3, 3, 16, 32],
-                     "cnn/conv3/weights": [3, 3, 32, 64], "cnn/conv4/weights": [3, 3, 64, 64],
-                     "cnn/conv5/weights": [3, 3, 64, 128], "cnn/conv6/weights": [3, 3, 128, 128],
-                     "cnn/conv7/weights": [3, 3, 128, 128], "cnn/conv8/weights": [3, 3, 128, 256],
-                     "cnn/conv9/weights": [3, 3, 256, 256], "cnn/conv10/weights": [3, 3, 256, 256]}
-    assert net.end_points["local_features"].shape.as_list() == [None, 36, 256]
-
-
-def test_acnn_alstm_cheaper_stem_has_one_conv_at_full_resolution():
-    graph, net = build("acnn_alstm", stem_convs=1, crop=44)
+    ({"first_width": 16, "residual_stages": 2},
+     [[3, 3, 1, 16], [3, 3, 16, 32], [3, 3, 32, 64], [3, 3, 64, 64], [3, 3, 64, 128], [3, 3, 128, 128],
+      [3, 3, 128, 128], [3, 3, 128, 256], [3, 3, 256, 256], [3, 3, 256, 256]]),
+    # The cheaper stem at 44x44: conv1 alone, then pooled; the later stages as always, numbered on from conv2.
+    ({"stem_convs": 1, "crop": 44},
+     [[3, 3, 1, 32], [3, 3, 32, 64], [3, 3, 64, 64], [3, 3, 64, 128], [3, 3, 128, 128], [3, 3, 128, 256],
+      [3, 3, 256, 256]]),
+])
+def test_acnn_alstm_cnn_shape_hyperparameters_give_their_layers(hparams, convs):
+    graph, net = build("acnn_alstm", **hparams)
     shapes = {v.op.name: v.shape.as_list() for v in net.model_variables if v.op.name.endswith("/weights")}
-    convs = {name: shape for name, shape in shapes.items() if name.startswith("cnn/")}
-    # 44x44: conv1 alone, then pooled; the later stages as always, numbered on from conv2.
-    assert convs == {"cnn/conv1/weights": [3, 3, 1, 32], "cnn/conv2/weights": [3, 3, 32, 64],
-                     "cnn/conv3/weights": [3, 3, 64, 64], "cnn/conv4/weights": [3, 3, 64, 128],
-                     "cnn/conv5/weights": [3, 3, 128, 128], "cnn/conv6/weights": [3, 3, 128, 256],
-                     "cnn/conv7/weights": [3, 3, 256, 256]}
+    assert {name: shape for name, shape in shapes.items() if name.startswith("cnn/")} == {
+        f"cnn/conv{i}/weights": shape for i, shape in enumerate(convs, 1)}
     assert net.end_points["local_features"].shape.as_list() == [None, 36, 256]
     assert net.logits.shape.as_list() == [None, 7]
 
