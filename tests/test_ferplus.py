@@ -150,3 +150,24 @@ def test_votes_shifted_by_a_row_are_refused(tmp_path):
     proc = run_script("preprocess.py", "--input", REAL_CSV, "--ferplus", tmp_path / "shifted.csv", "--out", tmp_path / "c.npz")
     assert proc.returncode == 2 and "votes do not line up" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_label_ceiling_scores_the_targets_own_answers_on_both_label_sets(tmp_path):
+    # Votes over neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF, and the
+    # FER-2013 label (EMOTIONS order) of each face.  W is --fer2013-weight; the targets' answer:
+    votes = np.array([[4, 0, 0, 0, 6, 0, 0, 0, 0, 0],   # angry, labelled angry: right on both, at any W
+                      [0, 5, 5, 0, 0, 0, 0, 0, 0, 0],   # happy/surprise tie (no FER+ majority), labelled
+                                                        # surprise: happy (first in our order) at W 0, surprise from 0.1
+                      [7, 0, 0, 3, 0, 0, 0, 0, 0, 0],   # neutral, labelled sad: neutral up to W 0.2, sad from 0.3
+                      DROPPED], np.uint8)               # no emotion votes: on neither
+    labels = np.array([0, 5, 4, 3])
+    faces = np.zeros((4, 48, 48, 1), np.uint8)
+    cache = tmp_path / "votes.npz"
+    data.save_cache(cache, {s: (faces, labels) for s in data.SPLITS}, ferplus={s: votes for s in data.SPLITS})
+    rows = run_script("tools/label_ceiling.py", "--data", cache, check=0).stdout.splitlines()[1:]
+    table = {row.split()[0]: [float(v.strip(",")) for v in row.split()[1:]] for row in rows}
+    # per W: PublicTest FER+, FER-2013, PrivateTest FER+, FER-2013 (FER+ over the 2 clear faces,
+    # FER-2013 over the 3 voted ones)
+    assert table["0.0"] == [1.0, 0.3333, 1.0, 0.3333]
+    assert table["0.1"] == table["0.2"] == [1.0, 0.6667, 1.0, 0.6667]
+    assert table["0.3"] == [0.5, 1.0, 0.5, 1.0]
