@@ -52,9 +52,9 @@ def run_script(script, *args, check=None, timeout=600, process=False, cwd=ROOT):
 
     By default the script runs in this process (its __main__ block, with argv, the current folder,
     file descriptors 1 and 2, signal handlers and the environment set as a new process would have them,
-    and put back afterwards): what a subprocess adds is TensorFlow's import, 2-3 s a call. process=True
-    runs a real one, for what only a process shows (a first import, an exit status set by a signal, a
-    limit OpenCV reads once per process).  cwd: the folder it runs in (the checkout by default)."""
+    and put back afterwards): what a subprocess adds is TensorFlow's import, about 5 s a call (4.7 s on
+    one Zen 3 core).  process=True runs a real one, for what only a process shows (a first import, an
+    exit status set by a signal, a limit OpenCV reads once per process).  cwd: the folder it runs in (the checkout by default)."""
     argv = [os.path.join(ROOT, script), *map(str, args)]
     if process:
         proc = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True, timeout=timeout)
