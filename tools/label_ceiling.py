@@ -40,9 +40,10 @@ def main():
     args = parser.parse_args()
     splits = ("PublicTest", "PrivateTest")
     loaded = data.load(args.data, splits=splits).splits
+    votes = {s: data.load_ferplus_votes(args.data, s) for s in splits}
     print("W     " + "   ".join(f"{s}: FER+, FER-2013" for s in splits))
     for weight in WEIGHTS:
-        cells = [ceiling(data.load_ferplus_votes(args.data, s), loaded[s][1], weight) for s in splits]
+        cells = [ceiling(votes[s], loaded[s][1], weight) for s in splits]
         print(f"{weight:.1f}   " + "   ".join(f"{a:.4f}, {b:.4f}".rjust(len(s) + 16) for s, (a, b) in zip(splits, cells)))
 
 
