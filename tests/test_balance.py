@@ -61,11 +61,36 @@ def test_choose_then_fold_shifts_the_biases_by_the_learnt_prior_and_reruns_start
     assert again.stdout.split("TAU   ")[1] == proc.stdout.split("TAU   ")[1]
 
 
+def test_choose_compares_folders_and_plots_their_trade_offs(tmp_path, synthetic_cache):
+    cache, _, _ = votes_cache(tmp_path, synthetic_cache)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for seed, folder in enumerate(folders):
+        run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 1, "--seed", seed,
+                   "--batch-size", 16, "--checkpoint-dir", folder, check=0)
+    png = tmp_path / "trade-off.png"
+    proc = run_script("tools/balance_classes.py", "--checkpoint", *folders, "--data", cache, "--choose",
+                      "--plot", png, check=0)
+    assert proc.stdout.count("chosen: TAU ") == 2 and all(f"{f}: PublicTest" in proc.stdout for f in folders)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+
+
 def test_refusals_write_nothing(tmp_path, synthetic_cache, tiny_checkpoint):
     proc = run_script("tools/balance_classes.py", "--checkpoint", tiny_checkpoint, "--tau", -1)
     assert proc.returncode == 2 and "--tau must be from 0 to 2" in proc.stderr
     proc = run_script("tools/balance_classes.py", "--checkpoint", tmp_path / "none", "--choose")
     assert proc.returncode == 2 and "no such file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_script("tools/balance_classes.py", "--checkpoint", tiny_checkpoint, tiny_checkpoint, "--tau", 0.3)
+    assert proc.returncode == 2 and "one folder at a time" in proc.stderr
+    proc = run_script("tools/balance_classes.py", "--checkpoint", tiny_checkpoint, "--plot", tmp_path / "p.png",
+                      "--tau", 0.3)
+    assert proc.returncode == 2 and "add --choose" in proc.stderr
+    proc = run_script("tools/balance_classes.py", "--checkpoint", tiny_checkpoint, "--choose",
+                      "--plot", tmp_path / "missing" / "p.png")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = run_script("tools/balance_classes.py", "--checkpoint", tiny_checkpoint, "--choose", "--plot", tmp_path)
+    assert proc.returncode == 2 and "is a folder" in proc.stderr
+    assert not (tmp_path / "p.png").exists() and not (tmp_path / "missing").exists()
     unfinished = tmp_path / "unfinished"
     run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
                "--max-steps", 3, "--checkpoint-dir", unfinished, check=0)

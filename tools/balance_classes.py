@@ -1,6 +1,7 @@
 """Class-balanced answers from a trained model: its logits minus TAU x log(the class prior it learnt).
 
     python tools/balance_classes.py --checkpoint DIR --choose     PublicTest, TAU = 0 to 0.5; the pick
+    python tools/balance_classes.py --checkpoint DIR [DIR ...] --choose --plot PNG   and the trade-off, drawn
     python tools/balance_classes.py --checkpoint DIR --tau TAU    fold TAU into DIR's best/ weights
 
 A model learns the mean of its training targets as a prior.  FER+'s votes are
@@ -17,7 +18,9 @@ the folder then answers balanced, with nothing added.
 model chose its checkpoints on (FER+'s majority labels, or FER-2013's), and
 picks the largest TAU that costs at most 0.1 point of that accuracy.  For a
 model trained with --refit (PublicTest trained on) choose on the same recipe
-trained without it.
+trained without it.  --plot draws each folder's FER+ accuracy against its
+FER-2013 accuracy as TAU grows: how much of one label set each step buys
+with the other.
 --tau first records {"tau", "prior", "biases"} in config.json (biases: the
 ones training left), then rewrites best/ from those biases.  Running it again,
 after an interruption or with another TAU, starts from the trained biases;
@@ -76,6 +79,8 @@ def scores(predictions, labels, mask):
 
 
 def choose(folder, data_path):
+    """Prints PublicTest's scores for each TAU in GRID and the pick; returns [(TAU, {label set: scores})] and
+    the pick's TAU."""
     config = checkpoints.read_config(folder)
     prior = learnt_prior(config["settings"], data_path)
     logp, sets, chosen_on = public_test(folder, config, data_path)
@@ -92,6 +97,34 @@ def choose(folder, data_path):
     print(f"chosen: TAU {tau:.2f}, the largest within 0.1 point of {chosen_on} accuracy as trained "
           f"({row[chosen_on][0]:.4f} against {base:.4f}); macro recall {row[chosen_on][1]:.4f} against {rows[0][1][chosen_on][1]:.4f}")
     print("  per-class recall, " + chosen_on + ": " + ", ".join(f"{e} {r:.2f}" for e, r in zip(EMOTIONS, row[chosen_on][2])))
+    return rows, tau
+
+
+def plot(curves, path):
+    """FER+ accuracy (x) against FER-2013 accuracy (y) along TAU, one line per folder, its pick circled.
+    curves: [(folder, rows, chosen TAU)] as choose returns them."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for folder, rows, chosen in curves:
+        x = [row["FER+"][0] for _, row in rows]
+        y = [row["FER-2013"][0] for _, row in rows]
+        line, = ax.plot(x, y, "o-", ms=3, label=os.path.basename(os.path.normpath(folder)))
+        for (tau, _), xi, yi in zip(rows, x, y):
+            if tau in (0.0, chosen, GRID[-1]):
+                ax.annotate(f"{tau:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            if tau == chosen:
+                ax.plot(xi, yi, "o", ms=10, mfc="none", color=line.get_color())
+    ax.set_xlabel("FER+ majority labels, accuracy")
+    ax.set_ylabel("FER-2013 labels, accuracy")
+    ax.set_title("PublicTest as TAU grows (circled: the pick)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    files.save_figure(fig, path)
+    plt.close(fig)
+    print(f"saved {path}")
 
 
 def fold(folder, tau, data_path):
@@ -120,19 +153,34 @@ def fold(folder, tau, data_path):
 
 def main():
     parser = cli.ArgumentParser(__doc__)
-    parser.add_argument("--checkpoint", required=True, metavar="DIR", help="a finished training folder")
+    parser.add_argument("--checkpoint", required=True, nargs="+", metavar="DIR",
+                        help="a finished training folder (several, to compare them, with --choose)")
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--choose", action="store_true", help="score TAU = 0 to 0.5 on PublicTest and pick one")
     action.add_argument("--tau", type=float, metavar="TAU", help="fold TAU (0 to 2; 0 restores the trained biases)")
+    parser.add_argument("--plot", metavar="PNG", help="with --choose: draw the folders' trade-offs into PNG")
     parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"),
                         help="the cache the model was trained from, with FER+ votes (default: %(default)s)")
     args = parser.parse_args()
     if args.tau is not None and not 0 <= args.tau <= 2:
         parser.error(f"--tau must be from 0 to 2, got {args.tau}")
+    if args.tau is not None and len(args.checkpoint) > 1:
+        parser.error("--tau folds into one folder at a time")
+    if args.plot and not args.choose:
+        parser.error("--plot draws what --choose scores; add --choose")
+    if args.plot:  # before the scoring: a bad path fails at once
+        if os.path.isdir(args.plot):
+            raise cli.UserError(f"--plot {args.plot}: is a folder; give the PNG file to write, such as runs/balance.png")
+        parent = os.path.dirname(os.path.abspath(args.plot))
+        if not os.path.isdir(parent):
+            raise cli.UserError(f"--plot {args.plot}: the folder {parent} does not exist")
+        cli.check_writable(parent, "the plot")
     if args.choose:
-        choose(args.checkpoint, args.data)
+        curves = [(folder, *choose(folder, args.data)) for folder in args.checkpoint]
+        if args.plot:
+            plot(curves, args.plot)
     else:
-        fold(args.checkpoint, args.tau, args.data)
+        fold(args.checkpoint[0], args.tau, args.data)
 
 
 if __name__ == "__main__":
