@@ -113,10 +113,7 @@ def main():
     check_out(out, folder, args.overwrite)
     if fmt == "tflite" and os.path.isdir(out):
         raise cli.UserError(f"--out {out}: is a folder; a TFLite export is one file, such as model.tflite")
-    parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise cli.UserError(f"--out {out}: the folder {parent} does not exist")
-    cli.check_writable(parent, "the export")
+    cli.output_parent(out, "--out", "the export")
     if args.quantize == "int8" and not os.path.exists(args.data):
         raise cli.UserError(f"{args.data}: no such file; int8 export calibrates on Training faces: "
                             "make the cache with preprocess.py or give --data")

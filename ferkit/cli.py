@@ -100,6 +100,15 @@ def check_writable(folder, what):
         raise UserError(f"{folder}: cannot write {what} there ({e.strerror or e}); choose a writable folder") from None
 
 
+def output_parent(path, flag, what):
+    """Raise a one-line UserError unless the folder that the file or folder `path` goes into exists and
+    takes files: checked before long work, so that a mistyped path fails at once."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag} {path}: the folder {parent} does not exist")
+    check_writable(parent, what)
+
+
 def output_folder(path, flag, apart_from=()):
     """Create the folder an option names for output, or raise a one-line UserError saying why it cannot
     be used: a file, or a folder that is, is inside or holds one of the inputs `apart_from`."""

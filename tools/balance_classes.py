@@ -171,10 +171,7 @@ def main():
     if args.plot:  # before the scoring: a bad path fails at once
         if os.path.isdir(args.plot):
             raise cli.UserError(f"--plot {args.plot}: is a folder; give the PNG file to write, such as runs/balance.png")
-        parent = os.path.dirname(os.path.abspath(args.plot))
-        if not os.path.isdir(parent):
-            raise cli.UserError(f"--plot {args.plot}: the folder {parent} does not exist")
-        cli.check_writable(parent, "the plot")
+        cli.output_parent(args.plot, "--plot", "the plot")
     if args.choose:
         curves = [(folder, *choose(folder, args.data)) for folder in args.checkpoint]
         if args.plot:
