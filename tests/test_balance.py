@@ -73,6 +73,10 @@ def test_choose_compares_folders_and_plots_their_trade_offs(tmp_path, synthetic_
     assert proc.stdout.count("chosen: TAU ") == 2 and all(f"{f}: PublicTest" in proc.stdout for f in folders)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
+    # A folder that is not there fails before any is scored
+    proc = run_script("tools/balance_classes.py", "--checkpoint", folders[0], tmp_path / "none", "--data", cache,
+                      "--choose")
+    assert proc.returncode == 2 and "no such file" in proc.stderr and "PublicTest" not in proc.stdout
 
 
 def test_refusals_write_nothing(tmp_path, synthetic_cache, tiny_checkpoint):

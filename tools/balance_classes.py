@@ -173,6 +173,8 @@ def main():
             raise cli.UserError(f"--plot {args.plot}: is a folder; give the PNG file to write, such as runs/balance.png")
         cli.output_parent(args.plot, "--plot", "the plot")
     if args.choose:
+        for folder in args.checkpoint:  # every folder readable before the first is scored
+            checkpoints.read_config(folder)
         curves = [(folder, *choose(folder, args.data)) for folder in args.checkpoint]
         if args.plot:
             plot(curves, args.plot)
