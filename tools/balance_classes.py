@@ -110,7 +110,7 @@ def plot(curves, path):
     for folder, rows, chosen in curves:
         x = [row["FER+"][0] for _, row in rows]
         y = [row["FER-2013"][0] for _, row in rows]
-        line, = ax.plot(x, y, "o-", ms=3, label=os.path.basename(os.path.normpath(folder)))
+        line, = ax.plot(x, y, "o-", ms=3, label=os.path.normpath(folder))
         for (tau, _), xi, yi in zip(rows, x, y):
             if tau in (0.0, chosen, GRID[-1]):
                 ax.annotate(f"{tau:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
