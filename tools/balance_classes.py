@@ -78,10 +78,9 @@ def scores(predictions, labels, mask):
     return float((p == y).mean()), float(np.nanmean(recall)), recall
 
 
-def choose(folder, data_path):
-    """Prints PublicTest's scores for each TAU in GRID and the pick; returns [(TAU, {label set: scores})] and
-    the pick's TAU."""
-    config = checkpoints.read_config(folder)
+def choose(folder, config, data_path):
+    """Prints PublicTest's scores for each TAU in GRID and the pick (config: the folder's config.json);
+    returns [(TAU, {label set: scores})] and the pick's TAU."""
     prior = learnt_prior(config["settings"], data_path)
     logp, sets, chosen_on = public_test(folder, config, data_path)
     print(f"{folder}: PublicTest, logits - TAU x log(prior); prior {', '.join(f'{e} {p:.3f}' for e, p in zip(EMOTIONS, prior))}")
@@ -173,9 +172,8 @@ def main():
             raise cli.UserError(f"--plot {args.plot}: is a folder; give the PNG file to write, such as runs/balance.png")
         cli.output_parent(args.plot, "--plot", "the plot")
     if args.choose:
-        for folder in args.checkpoint:  # every folder readable before the first is scored
-            checkpoints.read_config(folder)
-        curves = [(folder, *choose(folder, args.data)) for folder in args.checkpoint]
+        configs = [checkpoints.read_config(folder) for folder in args.checkpoint]  # all read before any is scored
+        curves = [(folder, *choose(folder, config, args.data)) for folder, config in zip(args.checkpoint, configs)]
         if args.plot:
             plot(curves, args.plot)
     else:
