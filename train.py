@@ -185,15 +185,13 @@ def evaluate(session, net, loss, images, labels, batch_size=500):
 
 
 def plot_curves(log_path, out_path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ferkit.files import new_figure, save_figure
     with open(log_path) as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
     epoch = [int(r["epoch"]) for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax1, ax2) = new_figure(ncols=2, figsize=(10, 4))
     for key, label in (("train_loss", "Training"), ("val_loss", "PublicTest")):
         ax1.plot(epoch, [float(r[key]) for r in rows], label=label)
     for key, label in (("train_accuracy", "Training (augmented)"), ("val_accuracy", "PublicTest")):
@@ -204,9 +202,7 @@ def plot_curves(log_path, out_path):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    from ferkit.files import save_figure
     save_figure(fig, out_path)
-    plt.close(fig)
 
 
 def load_sets(s):

@@ -3,7 +3,8 @@
   with atomic_write(path, "w") as f: ...        a file object; path appears only once f is complete
   with atomic_path(path) as tmp: save(tmp)       for libraries that write by file name (savefig, VideoWriter)
   write_json(path, obj)                          indented JSON, atomically
-  save_figure(fig, path)                         a Matplotlib figure as a 256-colour PNG, atomically
+  fig, ax = new_figure(figsize=(w, h))           plt.subplots on the file-only backend (no display needed)
+  save_figure(fig, path)                         that figure as a 256-colour PNG, atomically, then closed
   compact_png(data) -> bytes                     a PNG's pixels as a 256-colour PNG (a third of the bytes)
   remove_stale_temporaries(folder)               what killed runs of ours left in folder
   with c_path(path) as name: cv2.VideoWriter(name) a name C libraries can take, whatever path's bytes
@@ -188,10 +189,23 @@ def compact_png(data):
     return out.getvalue()
 
 
+def new_figure(**subplots_args):
+    """plt.subplots(**subplots_args) -> (figure, axes) on Agg, so plotting works without a display."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt.subplots(**subplots_args)
+
+
 def save_figure(fig, path, dpi=100):
-    """A Matplotlib figure written to path as a 256-colour PNG (compact_png), atomically."""
+    """A Matplotlib figure written to path as a 256-colour PNG (compact_png), atomically; the
+    figure is closed afterwards, written or not, so pyplot does not keep it alive."""
     import io
-    raw = io.BytesIO()
-    fig.savefig(raw, format="png", dpi=dpi)
-    with atomic_write(path, "wb") as f:
-        f.write(compact_png(raw.getvalue()))
+    import matplotlib.pyplot as plt
+    try:
+        raw = io.BytesIO()
+        fig.savefig(raw, format="png", dpi=dpi)
+        with atomic_write(path, "wb") as f:
+            f.write(compact_png(raw.getvalue()))
+    finally:
+        plt.close(fig)

@@ -52,12 +52,10 @@ def format_report(report):
 
 def plot_confusion(report, title, path):
     """Row-normalised confusion matrix as a PNG, with counts and percentages in the cells."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ferkit.files import new_figure, save_figure
     counts = np.array(report["confusion"])
     rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = new_figure(figsize=(7, 6))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(NUM_CLASSES), EMOTIONS, rotation=45, ha="right")
     ax.set_yticks(range(NUM_CLASSES), EMOTIONS)
@@ -70,6 +68,4 @@ def plot_confusion(report, title, path):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    from ferkit.files import save_figure
     save_figure(fig, path)
-    plt.close(fig)

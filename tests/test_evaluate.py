@@ -75,6 +75,27 @@ def test_compact_pictures_keeps_the_picture_at_a_third_of_the_bytes(tmp_path):
     assert proc.returncode == 2 and "not a folder" in proc.stderr
 
 
+def test_save_figure_writes_a_compact_png_and_closes_the_figure_even_when_it_fails(tmp_path):
+    """files.new_figure / save_figure, which every plot goes through: a 256-colour PNG of the
+    figure's size, and the figure closed afterwards; a write that fails leaves no file, no
+    temporary and no open figure."""
+    import matplotlib.pyplot as plt
+    from ferkit import files
+    fig, ax = files.new_figure(figsize=(4, 3))
+    ax.plot([0, 1], [1, 0])
+    files.save_figure(fig, tmp_path / "plot.png")
+    with Image.open(tmp_path / "plot.png") as picture:
+        assert picture.mode == "P" and picture.size == (400, 300)
+    assert fig.number not in plt.get_fignums()
+    (tmp_path / "taken").mkdir()
+    fig, ax = files.new_figure()
+    with pytest.raises(IsADirectoryError):
+        files.save_figure(fig, tmp_path / "taken")  # a folder in the way: os.replace refuses
+    assert fig.number not in plt.get_fignums()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "taken"]
+    assert not any((tmp_path / "taken").iterdir())
+
+
 def test_tta_and_comparison_table(tiny_checkpoint, synthetic_cache):
     proc = run_script("evaluate.py", "--checkpoint", tiny_checkpoint, tiny_checkpoint, "--data", synthetic_cache,
                       "--split", "PublicTest", "--tta", check=0)

@@ -102,10 +102,7 @@ def choose(folder, config, data_path):
 def plot(curves, path):
     """FER+ accuracy (x) against FER-2013 accuracy (y) along TAU, one line per folder, its pick circled.
     curves: [(folder, rows, chosen TAU)] as choose returns them."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig, ax = files.new_figure(figsize=(6.5, 5))
     for folder, rows, chosen in curves:
         x = [row["FER+"][0] for _, row in rows]
         y = [row["FER-2013"][0] for _, row in rows]
@@ -122,7 +119,6 @@ def plot(curves, path):
     ax.legend()
     fig.tight_layout()
     files.save_figure(fig, path)
-    plt.close(fig)
     print(f"saved {path}")
 
 
