@@ -1,7 +1,7 @@
 """Emotions over HTTP: a JSON API, and a web page for photos and the webcam.
 
     python serve.py [--host 127.0.0.1] [--port 8000] [--model acnn_alstm_ferplus | --checkpoint PATH]
-                    [--detector yunet|haar] [--workers N] [--token TOKEN | --no-auth] [--cors ORIGIN]
+                    [--detector yunet|haar] [--workers N] [--token TOKEN | --token-file PATH | --no-auth] [--cors ORIGIN]
 
 Open the printed address for the page: drop photos on it, or turn on the camera.
 Programs post an image and get its faces back:
@@ -12,7 +12,8 @@ Programs post an image and get its faces back:
 Each face is the dict predict.py --json prints.  GET /v1/health says when the model is loaded,
 GET /v1/models lists the shipped models with their scores, /openapi.json describes the API.
 It listens on 127.0.0.1 alone unless --host says otherwise; any other address needs --token
-(clients then send 'Authorization: Bearer TOKEN') or an explicit --no-auth.  Clients can choose
+(clients then send 'Authorization: Bearer TOKEN'; the token may also come from a file or from
+$FERKIT_TOKEN, out of sight of ps) or an explicit --no-auth.  Clients can choose
 among the shipped models by name (?model=NAME), never a file, and nothing they send is written
 to disk.  Ctrl-C or SIGTERM finishes the requests in flight, then exits 0.
 """
@@ -34,6 +35,21 @@ def is_loopback(host):
         return False
 
 
+TOKEN_VARIABLE = "FERKIT_TOKEN"  # the token, out of sight of ps, when neither --token nor --token-file is given
+HEADER_LIMIT = 64 << 10  # bytes of request line and headers; more is refused by the HTTP parser (h11)
+
+
+def read_token(args):
+    """The token from --token, --token-file or $FERKIT_TOKEN (in that order), or None."""
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                return f.readline(4096).strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise cli.UserError(f"--token-file {args.token_file}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    return args.token if args.token is not None else os.environ.get(TOKEN_VARIABLE)
+
+
 def parse_args():
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s, this machine only)")
@@ -49,12 +65,16 @@ def parse_args():
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="processes, each with its own model (default: %(default)s; one already uses every core)")
     auth = parser.add_mutually_exclusive_group()
-    auth.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1/recognize and /v1/models")
+    auth.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on /v1/recognize and /v1/models "
+                      f"(visible to other users in ps: prefer --token-file, or ${TOKEN_VARIABLE})")
+    auth.add_argument("--token-file", metavar="PATH", help="read the token from the first line of this file")
     auth.add_argument("--no-auth", action="store_true", help="serve a non-loopback --host without a token")
     parser.add_argument("--cors", metavar="ORIGIN", action="append", default=[],
                         help="let pages from ORIGIN (https://example.org) call the API; repeatable (default: none)")
     parser.add_argument("--max-body-mb", type=float, default=20, metavar="MB",
                         help="largest request body, in MB (default: %(default)s); larger ones get 413 unread")
+    parser.add_argument("--body-timeout", type=float, default=10, metavar="SECONDS",
+                        help="drop a request whose body stalls this long between two chunks, with 408 (default: %(default)s)")
     parser.add_argument("--queue", type=int, default=32, metavar="N",
                         help="requests waiting for the model per process, at most; more get 503 (default: %(default)s)")
     args = parser.parse_args()
@@ -64,8 +84,13 @@ def parse_args():
         parser.error("--workers and --queue must be at least 1")
     if not 0 < args.min_score <= 1:
         parser.error(f"--min-score must be in (0, 1], got {args.min_score}")
+    if not 0 < args.body_timeout < float("inf"):
+        parser.error(f"--body-timeout must be a number of seconds above 0, got {args.body_timeout}")
     if not args.max_body_mb > 0:
         parser.error(f"--max-body-mb must be above 0, got {args.max_body_mb}")
+    if args.token_file and not os.path.isfile(args.token_file):  # a FIFO would hang the read
+        parser.error(f"--token-file {args.token_file}: not a regular file")
+    args.token = read_token(args)
     if args.token is not None and not args.token.strip():
         parser.error("--token is empty; give a secret, for example from: python -c 'import secrets; print(secrets.token_urlsafe())'")
     if not is_loopback(args.host) and args.token is None and not args.no_auth:
@@ -100,11 +125,15 @@ def main():
     from ferkit.service import ServiceSettings, create_app
     settings = ServiceSettings(model=args.model, checkpoint=args.checkpoint, detector=args.detector,
                                min_score=args.min_score, token=args.token, cors=tuple(args.cors),
-                               max_body=int(args.max_body_mb * (1 << 20)), queue=args.queue)
+                               max_body=int(args.max_body_mb * (1 << 20)), queue=args.queue,
+                               body_timeout=args.body_timeout)
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    kwargs = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=30)
+    # h11 bounds what a request line and its headers may take (httptools has no limit: 10 clients
+    # sending 30 MB header lines held 350 MB); bodies are bounded by the app (--max-body-mb).
+    kwargs = dict(log_level="warning", access_log=False, timeout_graceful_shutdown=30, http="h11",
+                  h11_max_incomplete_event_size=HEADER_LIMIT)
     if args.workers > 1:  # each process builds its app from the settings, handed over in the environment
         os.environ["FERKIT_SERVICE"] = settings.to_json()
         config = uvicorn.Config("ferkit.service:app_from_environment", factory=True, workers=args.workers, **kwargs)

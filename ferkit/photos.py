@@ -9,13 +9,15 @@
                                     file's path relative to the inputs' common folder, unique, for output files
 """
 import os
+import re
 import stat
 import struct
 
 # Decompression bombs: images over this many pixels are refused before they are decoded (a 1 MB
-# PNG can claim 32000x32000, 3 GB decoded).  Our own header check gives the message; OpenCV's
-# limit, read from the environment at its first decode, is the backstop for the formats we do
-# not parse.  predict.py --max-pixels raises it.
+# PNG can claim 32000x32000, 3 GB decoded; a 6 KB TIFF a gigapixel).  Every format's declared size
+# is read from its header here (header_size), since OpenCV's own limit below is read from the
+# environment only when cv2 loads, which may be before this module (it is then 2^30 pixels).
+# predict.py --max-pixels raises the limit.
 MAX_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
@@ -54,29 +56,98 @@ def _jpeg_complete(raw):
     return False
 
 
+def _jpeg_size(raw):
+    """(width, height) of a JPEG's first start-of-frame segment, its markers walked from the start."""
+    pos = 2
+    while pos + 9 <= len(raw):
+        if raw[pos] != 0xFF:
+            return None
+        marker = raw[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+            height, width = struct.unpack(">HH", raw[pos + 5:pos + 9])
+            return width, height
+        else:
+            pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
+    return None
+
+
+def _tiff_size(raw):
+    """(width, height) that a TIFF's first image (the one decoders read) declares in its tags."""
+    order = "<" if raw[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", raw[4:8])
+    (count,) = struct.unpack(order + "H", raw[ifd:ifd + 2])
+    size = {}
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind = struct.unpack(order + "HH", raw[entry:entry + 4])
+        if tag in (256, 257):  # ImageWidth, ImageLength: a SHORT or a LONG
+            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), raw[entry + 8:entry + (10 if kind == 3 else 12)])[0]
+    return (size[256], size[257]) if len(size) == 2 else None
+
+
+def _webp_size(raw):
+    """(width, height) of a WebP: the canvas of an extended file, or the frame of a simple one."""
+    if raw[8:12] != b"WEBP":
+        return None
+    chunk = raw[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(raw[24:27], "little"), 1 + int.from_bytes(raw[27:30], "little")
+    if chunk == b"VP8 " and raw[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", raw[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and raw[20] == 0x2F:
+        bits = int.from_bytes(raw[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    return None
+
+
+def _gif_size(raw):
+    """(width, height) a GIF may need: its logical screen, or a larger frame declared inside it."""
+    width, height = struct.unpack("<HH", raw[6:10])
+    pos = 13 + (3 << ((raw[10] & 7) + 1) if raw[10] & 0x80 else 0)  # past the global colour table
+    while pos < len(raw):
+        block = raw[pos]
+        if block == 0x2C:  # an image descriptor: left, top, width, height, flags
+            w, h = struct.unpack("<HH", raw[pos + 5:pos + 9])
+            width, height = max(width, w), max(height, h)
+            pos += 10 + (3 << ((raw[pos + 9] & 7) + 1) if raw[pos + 9] & 0x80 else 0) + 1  # + LZW code size
+        elif block == 0x21:  # an extension: label, then sub-blocks
+            pos += 2
+        elif block == 0x3B:  # trailer
+            break
+        else:
+            return None
+        while pos < len(raw) and raw[pos]:  # sub-blocks, each led by its length, up to a 0
+            pos += 1 + raw[pos]
+        pos += 1
+    return width, height
+
+
 def header_size(raw, kind):
-    """(width, height) a PNG, JPEG, BMP, GIF or PNM file's header claims, or None for other kinds
-    (OpenCV's own limit covers those) and headers too short to say."""
+    """(width, height) an image file's header declares, read without decoding, or None where the
+    header is too short or damaged to say (read_image then refuses the file: every format's size is
+    checked here, since OpenCV's own limit is fixed when cv2 loads, possibly before ours was set)."""
     try:
         if kind == "PNG":
             return struct.unpack(">II", raw[16:24])
         if kind == "GIF":
-            return struct.unpack("<HH", raw[6:10])
+            return _gif_size(raw)
         if kind == "BMP":
             width, height = struct.unpack("<ii", raw[18:26])
             return abs(width), abs(height)
         if kind in ("PGM", "PPM"):
-            fields = raw[2:64].split()
+            fields = re.sub(rb"#[^\n]*", b" ", raw[2:1024]).split()  # comments may sit between the fields
             return int(fields[0]), int(fields[1])
         if kind == "JPEG":
-            pos = 2
-            while pos + 9 <= len(raw) and raw[pos] == 0xFF:
-                marker = raw[pos + 1]
-                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
-                    height, width = struct.unpack(">HH", raw[pos + 5:pos + 9])
-                    return width, height
-                pos += 2 + int.from_bytes(raw[pos + 2:pos + 4], "big")
-    except (struct.error, ValueError, IndexError):
+            return _jpeg_size(raw)
+        if kind == "TIFF":
+            return _tiff_size(raw)
+        if kind == "WebP":
+            return _webp_size(raw)
+    except (struct.error, ValueError, IndexError, KeyError):
         return None
     return None
 
@@ -94,6 +165,11 @@ def max_bytes():
     return MAX_PIXELS * 8 + (1 << 20)
 
 
+def _too_many_bytes():
+    return (f"over {max_bytes() / 1e6:,.0f} MB, more than an image under the limit of {MAX_PIXELS:,} pixels can take "
+            "(predict.py --max-pixels raises the limit)")
+
+
 def read_image(path):
     """Image file -> uint8 BGR (H, W, 3), turned upright by its EXIF orientation tag.
 
@@ -102,9 +178,15 @@ def read_image(path):
     unreadable, truncated, corrupt or non-image file (TooLarge for one over the pixel limit).
     """
     try:
+        # Looked at before it is opened: opening a FIFO for reading waits for a writer, for ever.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise PhotoError("not a regular file (a device, pipe or socket); give an image file")
         with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # /dev/zero, a pipe: would be read for ever
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):  # replaced between the two looks
                 raise PhotoError("not a regular file (a device, pipe or socket); give an image file")
+            if info.st_size > max_bytes():  # a sparse file of gigabytes is refused before any of it is read
+                raise TooLarge(_too_many_bytes())
             raw = f.read(max_bytes() + 1)
     except OSError as e:
         raise PhotoError(f"cannot read file ({e.strerror or e})") from None
@@ -114,8 +196,7 @@ def read_image(path):
 def decode_image(raw):
     """An image file's bytes -> uint8 BGR (H, W, 3), upright; the checks of read_image, in memory."""
     if len(raw) > max_bytes():
-        raise TooLarge(f"over {max_bytes() / 1e6:,.0f} MB, more than an image under the limit of {MAX_PIXELS:,} "
-                       "pixels can take (predict.py --max-pixels raises the limit)")
+        raise TooLarge(_too_many_bytes())
     if not raw:
         raise PhotoError("empty file")
     kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
@@ -127,7 +208,9 @@ def decode_image(raw):
     if kind == "PNG" and b"IEND" not in raw[-16:]:
         raise PhotoError("truncated PNG (no IEND chunk); the file is incomplete")
     size = header_size(raw, kind)
-    if size and size[0] * size[1] > MAX_PIXELS:
+    if size is None:
+        raise PhotoError(f"damaged {kind} header: the image's size cannot be read from it")
+    if size[0] * size[1] > MAX_PIXELS:
         raise TooLarge(f"{size[0]}x{size[1]} pixels, over the limit of {MAX_PIXELS:,} (a decompression bomb, "
                        "or a very large photo: predict.py --max-pixels raises the limit)")
     # IMREAD_COLOR (unlike IMREAD_UNCHANGED) applies the EXIF orientation: a phone photo stored

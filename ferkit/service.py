@@ -12,8 +12,10 @@
   GET  /openapi.json  the API's description.  There is no /docs: Swagger's page loads its code from a CDN.
 
 Errors are {"error": "one line: what, and what to do"}: 400 a bad image or request, 401 a missing or
-wrong token, 404, 413 a body or image over the limits (a body is refused before it is read whole),
-415 a body that is not an image, 503 with Retry-After when the queue is full.
+wrong token, 404, 408 a body that stalls, 413 a body or image over the limits (a body is refused
+before it is read whole; an image by the size its header declares, before it is decoded), 415 a body
+that is not an image, 503 with Retry-After when the queue is full (only requests whose body has
+arrived wait in the queue).
 
 One thread per process runs every model and detector (LiteRT interpreters and OpenCV's detector
 are not thread-safe, and each already uses every core); requests wait for it in a queue of bounded
@@ -32,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from ferkit import DEFAULT_MODEL, backends
 from ferkit.dataset import EMOTIONS
@@ -51,6 +54,7 @@ class ServiceSettings:
     token: str = None               # clients must send "Authorization: Bearer TOKEN"
     cors: tuple = ()                # origins allowed to call the API from their pages
     max_body: int = 20 << 20        # bytes
+    body_timeout: float = 10.0      # seconds a body may stall between two chunks before it is dropped (408)
     queue: int = 8                  # requests waiting for (or in) the model thread, at most
 
     def to_json(self):
@@ -152,14 +156,23 @@ class Models:
             recognizer.close()
 
 
-async def read_body(request, limit):
+async def read_body(request, limit, timeout):
     """The request's body, refused (413) once it passes limit bytes: at once from Content-Length, or
-    while it streams in without one, so an oversized body is never held whole."""
+    while it streams in without one, so an oversized body is never held whole.  A body that stalls
+    for `timeout` seconds between chunks is dropped (408), so slow uploads cannot hold the server."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, f"the body is {int(length):,} bytes, over the limit of {limit:,}; send a smaller image")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, stream = [], 0, request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), timeout)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise ApiError(408, f"the body stalled for {timeout:g} s; send it whole, without pauses") from None
+        except ClientDisconnect:  # nobody is left to answer: a normal end, not a traceback in the log
+            raise ApiError(400, "the client disconnected before its body was complete") from None
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"the body is over the limit of {limit:,} bytes; send a smaller image")
@@ -167,11 +180,11 @@ async def read_body(request, limit):
     return b"".join(chunks)
 
 
-async def image_bytes(request, limit):
+async def image_bytes(request, limit, timeout):
     """The posted image's bytes: the multipart field "image", or a raw image/* body."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, timeout)
 
         async def stream():
             yield body
@@ -189,7 +202,7 @@ async def image_bytes(request, limit):
         raw = await field.read()
         await form.close()
     elif kind.startswith("image/"):
-        raw = await read_body(request, limit)
+        raw = await read_body(request, limit, timeout)
     else:
         raise ApiError(415, f"content type {kind or 'missing'}: send multipart/form-data with a field 'image', "
                             "or the image's bytes with an image/* content type")
@@ -247,12 +260,14 @@ def create_app(settings):
         authorise(request)
         largest, no_detect = _flag(request, "largest"), _flag(request, "no_detect")
         name = request.query_params.get("model")
-        if state["pending"] >= settings.queue:  # before the body is read: an overload costs nothing
+        # The body first: a place in the queue is taken only by a request that is ready for the model,
+        # so uploads that trickle in (or never finish) cannot keep the others out.
+        raw = await image_bytes(request, settings.max_body, settings.body_timeout)
+        if state["pending"] >= settings.queue:
             raise ApiError(503, f"busy: {state['pending']} requests ahead; try again in a second",
                            {"Retry-After": "1"})
         state["pending"] += 1
         try:
-            raw = await image_bytes(request, settings.max_body)
             loop = asyncio.get_running_loop()
             answer = await loop.run_in_executor(pool, state["models"].recognize, raw, name, largest, no_detect)
             # Serialised here: FastAPI's encoder would walk the plain dict again, about a millisecond a request.
@@ -260,7 +275,7 @@ def create_app(settings):
         finally:
             state["pending"] -= 1
 
-    @app.get("/v1/health", summary="Whether the model is loaded")
+    @app.api_route("/v1/health", methods=["GET", "HEAD"], summary="Whether the model is loaded")
     async def health():
         if state["models"] is None:
             return JSONResponse({"status": "loading"}, status_code=503)
@@ -272,11 +287,12 @@ def create_app(settings):
         return {"default": state["models"].default_name(),
                 "models": [model_summary(name) for name in backends.shipped_models()]}
 
-    @app.get("/", include_in_schema=False)
+    # HEAD as GET (its body left out by the server): monitors and link checkers probe with it.
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page():
         return FileResponse(os.path.join(WEB, "index.html"), media_type="text/html")
 
-    @app.get("/{name}", include_in_schema=False)
+    @app.api_route("/{name}", methods=["GET", "HEAD"], include_in_schema=False)
     async def page_file(name: str):
         if name not in PAGE_FILES:  # a fixed list: no path from a client reaches the file system
             raise HTTPException(404)

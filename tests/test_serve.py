@@ -1,5 +1,6 @@
 """serve.py as a real process on a free loopback port: the API's answers, every bad input, the token,
 the queue's limit, and SIGTERM with a request in flight."""
+import contextlib
 import json
 import os
 import signal
@@ -236,12 +237,20 @@ def _answer(s):
 
 
 def test_a_full_queue_is_503_with_retry_after_and_sigterm_finishes_the_request_in_flight():
+    import concurrent.futures
     s = Server("--queue", "1")
     try:
-        held, rest = _hold_a_request(s.port)
+        held, rest = _hold_a_request(s.port)  # half a body: not in the queue yet
         with httpx.Client(base_url=s.url, timeout=60) as c:
-            busy = c.post("/v1/recognize", content=sample_bytes(), headers={"Content-Type": "image/png"})
-        assert busy.status_code == 503 and busy.headers["Retry-After"] == "1" and "busy" in busy.json()["error"]
+            good(c)  # the held upload takes no place in the queue
+
+            def post(_):
+                return c.post("/v1/recognize", content=sample_bytes(), headers={"Content-Type": "image/png"})
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                answers = list(pool.map(post, range(32)))
+        busy = [a for a in answers if a.status_code == 503]
+        assert busy and all(a.headers["Retry-After"] == "1" and "busy" in a.json()["error"] for a in busy)
+        assert {a.status_code for a in answers} == {200, 503}
         s.proc.send_signal(signal.SIGTERM)  # while the held request is still being received
         time.sleep(0.5)
         assert s.proc.poll() is None  # it waits for the request in flight
@@ -255,6 +264,128 @@ def test_a_full_queue_is_503_with_retry_after_and_sigterm_finishes_the_request_i
     finally:
         if s.proc.poll() is None:
             s.proc.kill()
+
+
+def _tiff_claiming(width, height):
+    """A 16x16 TIFF whose tags claim width x height (the 6 KB gigapixel TIFF that once killed the server)."""
+    import io
+    import struct
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(buffer, "TIFF")
+    raw = bytearray(buffer.getvalue())
+    ifd = struct.unpack("<I", raw[4:8])[0]
+    for entry in range(ifd + 2, ifd + 2 + 12 * struct.unpack("<H", raw[ifd:ifd + 2])[0], 12):
+        tag = struct.unpack("<H", raw[entry:entry + 2])[0]
+        if tag in (256, 257):
+            raw[entry + 2:entry + 12] = struct.pack("<HII", 4, 1, width if tag == 256 else height)
+    return bytes(raw)
+
+
+def _webp_claiming(width, height):
+    """A 34-byte lossless WebP whose header claims width x height."""
+    import io
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buffer, "WEBP", lossless=True)
+    raw = bytearray(buffer.getvalue())
+    bits = int.from_bytes(raw[21:25], "little") & ~((1 << 28) - 1)
+    raw[21:25] = (bits | (width - 1) | ((height - 1) << 14)).to_bytes(4, "little")
+    return bytes(raw)
+
+
+def test_bombs_of_every_format_are_413_before_decoding_and_the_server_stays_small(server, client):
+    before = server.rss_mb()
+    for kind, raw, size in (("tiff", _tiff_claiming(32768, 32768), "32768x32768"),
+                            ("webp", _webp_claiming(16383, 16383), "16383x16383"),
+                            ("tiff", _tiff_claiming(14142, 14142), "14142x14142")):
+        answer = client.post("/v1/recognize", content=raw, headers={"Content-Type": f"image/{kind}"})
+        assert answer.status_code == 413 and size in answer.json()["error"], answer.text
+        assert "\n" not in answer.json()["error"]
+    assert server.rss_mb() - before < 50, (before, server.rss_mb())
+    good(client)
+
+
+def test_stalled_uploads_hold_no_place_and_are_dropped_after_the_timeout():
+    """Slowloris: 40 connections send 2 bytes of a body and stall; normal clients are still served,
+    and each stalled one is answered 408 once its body has stalled for --body-timeout."""
+    s = Server("--queue", "4", "--body-timeout", "2")
+    stalled = []
+    try:
+        for _ in range(40):
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            sock.sendall(b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                         b"Content-Length: 5000\r\n\r\n\x89P")
+            stalled.append(sock)
+        time.sleep(0.5)
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            for _ in range(3):
+                good(c)
+        status, _, answer = _answer(stalled[0])
+        assert status == 408 and "stalled" in answer["error"]
+        code, out, err = s.stop()
+        assert code == 0 and "Traceback" not in err, err
+    finally:
+        for sock in stalled:
+            sock.close()
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
+def test_disconnects_and_huge_headers_leave_no_traceback_and_bounded_memory():
+    s = Server()
+    try:
+        body = sample_bytes()
+        for cut in (10, len(body) // 2):  # mid-body
+            with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+                sock.sendall(b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:cut])
+        for _ in range(3):  # mid-inference: the whole request sent, the answer never read
+            with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+                sock.sendall(b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        before = s.rss_mb()
+        floods = []
+        for _ in range(10):  # header lines of 4 MB each: the parser refuses them long before
+            sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Flood: ")
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    sock.sendall(b"a" * (64 << 10))
+            floods.append(sock)
+        assert s.rss_mb() - before < 40, (before, s.rss_mb())
+        for sock in floods:
+            sock.close()
+        with httpx.Client(base_url=s.url, timeout=60) as c:
+            good(c)
+            head = c.head("/")
+            assert head.status_code == 200 and head.content == b""
+        time.sleep(0.5)
+        code, out, err = s.stop()
+        assert code == 0 and "Traceback" not in err and "Exception" not in err, err
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+
+
+def test_the_token_can_come_from_a_file_or_the_environment(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("fr0m-a-file\n")
+    for args, env in ((["--token-file", str(secret)], {}), ([], {"FERKIT_TOKEN": "fr0m-a-file"})):
+        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "serve.py"), "--port", "0", *args], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+        try:
+            line = proc.stdout.readline()
+            assert "token required" in line, line
+            url = line.split(" on ")[1].split("/ ")[0]
+            with httpx.Client(base_url=url, timeout=60) as c:
+                assert c.get("/v1/models").status_code == 401
+                assert c.get("/v1/models", headers={"Authorization": "Bearer fr0m-a-file"}).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+            proc.stdout.close()
+            proc.stderr.close()
 
 
 def test_the_token_rules():
@@ -291,6 +422,8 @@ def test_cors_is_off_unless_asked(client):
     (["--checkpoint", "/nonexistent/m.tflite"], "no such file or folder"),
     (["--port", "70000"], "--port must be"),
     (["--workers", "0"], "at least 1"),
+    (["--token-file", "/nonexistent/token"], "not a regular file"),
+    (["--body-timeout", "0"], "--body-timeout must be"),
 ])
 def test_bad_options_are_one_line_errors(args, phrase):
     proc = run_script("serve.py", *args)
