@@ -49,14 +49,22 @@ def list_sources(sources):
 def prepare_out(out, job, sources, overwrite):
     """Refuse an output folder inside or holding an input, or holding a dataset made otherwise;
     --overwrite removes our own files there (faces/, errors/, job.json, summary.json), nothing else."""
-    cli.output_folder(out, "--out", apart_from=sources)
+    from ferkit import files
+    files.check_outputs([("--out", out, "folder")], inputs=sources)
+    cli.output_folder(out, "--out")
     described = os.path.join(out, "job.json")
     if overwrite:
+        ours = [os.path.join(out, name) for name in ("job.json", "summary.json") if os.path.exists(os.path.join(out, name))]
         for name in ("faces", "errors"):
-            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
-        for name in ("job.json", "summary.json"):
-            if os.path.exists(os.path.join(out, name)):
-                os.remove(os.path.join(out, name))
+            folder = os.path.join(out, name)
+            for entry in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+                path = os.path.join(folder, entry)
+                if not (os.path.isfile(path) and not os.path.islink(path) and files.written_by_us(path)):
+                    raise cli.UserError(f"--overwrite {out}: {path} was not written by annotate.py, so it is not "
+                                        "removed (nothing was); move it away, or choose another --out")
+                ours.append(path)
+        for path in ours:  # every one checked first: an error above leaves the whole dataset as it was
+            os.remove(path)
     elif os.path.exists(described):
         try:
             earlier = cli.read_json(described)
@@ -69,7 +77,6 @@ def prepare_out(out, job, sources, overwrite):
     elif os.path.isdir(os.path.join(out, "faces")):
         raise cli.UserError(f"--out {out}: has a faces/ folder but no job.json (not ours, or damaged); choose another "
                             "folder, or --overwrite")
-    from ferkit import files
     for name in ("faces", "errors"):
         os.makedirs(os.path.join(out, name), exist_ok=True)
         files.remove_stale_temporaries(os.path.join(out, name))
@@ -111,9 +118,11 @@ def main():
     print(f"{len(photos)} photos, {len(videos)} videos -> {args.out} ({job.model}, {args.workers} workers, "
           f"{'Ray at ' + args.address if args.address else 'Ray on this machine'})", file=sys.stderr)
     summary = run(job, args.workers, address=args.address, verbose=args.verbose)
+    rate = summary["this_run"]["per_second"]
     print(f"{summary['photos']} photos and {summary['frames']} frames: {summary['faces']} faces, "
           f"{summary['errors']} errors; {summary['this_run']['shards']} shards run, {summary['this_run']['skipped']} "
-          f"already done; {summary['this_run']['per_second']} photos or frames/s this run; in {args.out}")
+          f"already done; {f'{rate} photos or frames/s this run' if rate is not None else 'nothing left to run'}; "
+          f"in {args.out}")
     return 1 if summary["errors"] else 0
 
 

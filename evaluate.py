@@ -58,6 +58,14 @@ def report_base(classifier, out=None):
     return out or folder, prefix
 
 
+def report_stems(classifier, args, labels_tag, data_info):
+    """{variant suffix ("" and, with --tta, "_tta"): the path its report's .json and .png take, less the extension}."""
+    folder, prefix = report_base(classifier, args.out)
+    precision = "_bf16" if classifier.bfloat16 else ""
+    return {suffix: report_stem(folder, f"{prefix}{args.split}{labels_tag}{suffix}{precision}", data_info)
+            for suffix in ("", "_tta")[:1 + args.tta]}
+
+
 def main():
     parser = cli.ArgumentParser(__doc__)
     who = parser.add_mutually_exclusive_group(required=True)
@@ -74,6 +82,8 @@ def main():
                         help="score against FER-2013's labels, or FER+'s majority labels (faces without a clear "
                              "majority left out and counted; needs a cache made with preprocess.py --ferplus)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace report files there even where this toolkit did not write them")
     parser.add_argument("--out", metavar="DIR",
                         help="folder for the reports (default: beside the model; runs/eval/NAME/ for a shipped "
                              "model, which no command writes into)")
@@ -110,8 +120,14 @@ def main():
     log = sys.stderr if args.json else sys.stdout
     labels_tag = "_ferplus" if args.labels == "ferplus" else ""  # FER+ reports sit beside FER-2013's
 
+    stems = [report_stems(c, args, labels_tag, data_info) for c in classifiers]
+    reports = {stem + ext for by_variant in stems for stem in by_variant.values() for ext in (".json", ".png")}
+    files.check_outputs([("the report", path, "file") for path in sorted(reports)],  # a model named twice: one report
+                        inputs=[args.data] + [p for c in classifiers for p in backends.model_inputs(c.path)],
+                        overwrite=args.overwrite)
+
     reports = []
-    for classifier in classifiers:
+    for classifier, stem_of in zip(classifiers, stems):
         print(f"{classifier.name}: {classifier.path} ({classifier.backend}) on {args.split} ({len(labels)} faces)", file=log)
         report = {"model": classifier.name, "checkpoint": classifier.path, "split": args.split,
                   "backend": classifier.backend, "quantize": classifier.quantize,
@@ -122,14 +138,12 @@ def main():
         report.update(metrics.classification_report(labels, probabilities.argmax(1)))
         report["faces_per_s"] = round(len(labels) / seconds, 1)
         variants = [("", report)]
-        precision = "_bf16" if classifier.bfloat16 else ""
         if args.tta:
             tta = metrics.classification_report(labels, classifier.predict(images, args.batch_size, tta=True).argmax(1))
             report["tta"] = tta
             variants.append(("_tta", tta))
         for suffix, r in variants:
-            folder, prefix = report_base(classifier, args.out)
-            stem = report_stem(folder, f"{prefix}{args.split}{labels_tag}{suffix}{precision}", data_info)
+            stem = stem_of[suffix]
             header = {k: report[k] for k in ("model", "checkpoint", "split", "backend", "quantize", "precision", "data")}
             # Each file holds one variant: a plain run never replaces (or drops) a TTA report.
             files.write_json(stem + ".json", {**header, **r} if suffix else

@@ -270,6 +270,9 @@ def main():
                              "weighted towards the latest (default: %(default)s; 0 turns it off)")
     parser.add_argument("--timeline", metavar="OUT.png", help="with --video/--camera: the plot of each person's emotions "
                         "over time (default: beside --csv, as OUT.timeline.png)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --csv, --timeline and the annotated video even where a file there was not "
+                             "written by this toolkit (files it wrote are replaced without asking)")
     parser.add_argument("--max-pixels", type=int, default=photos.MAX_PIXELS, metavar="N",
                         help="refuse images over N pixels, before decoding them (default: %(default)s)")
     args = parser.parse_args()
@@ -297,25 +300,23 @@ def main():
     if streaming and args.annotate and importlib.util.find_spec("av") is None:
         raise cli.UserError("--annotate on a video writes H.264 through PyAV, which is not installed: "
                             "pip install av (or the project's requirements.txt)")
-    inputs = args.paths or ([args.video] if args.video else [])
-    for flag, out in (("--annotate", args.annotate), ("--explain", args.explain)):
-        if out:
-            cli.output_folder(out, flag, apart_from=inputs)
-    written = {"--csv": args.csv, "--timeline": args.timeline}
-    if args.csv:
-        written.update({"--csv's summary": beside(args.csv, ".summary.json"),
-                        "--csv's timeline": None if args.timeline else beside(args.csv, ".timeline.png")})
-    for flag, out in written.items():
-        if not out:
-            continue
-        cli.output_folder(os.path.dirname(os.path.abspath(out)), flag.split("'")[0])
-        if os.path.isdir(out):
-            raise cli.UserError(f"{flag} {out}: is a folder; give a file name such as emotions.csv")
-        if args.video and os.path.exists(args.video) and os.path.realpath(out) == os.path.realpath(args.video):
-            raise cli.UserError(f"{flag} {out}: is the input video; choose another file name")
-
     from ferkit import backends
     path = backends.resolve(args.checkpoint, args.model)
+    inputs = (args.paths or ([args.video] if args.video else [])) + backends.model_inputs(path)
+    timeline = args.timeline or (beside(args.csv, ".timeline.png") if args.csv else None)
+    files.check_outputs([("--annotate", args.annotate, "folder"), ("--explain", args.explain, "folder"),
+                         ("--annotate's video", streaming and args.annotate and os.path.join(args.annotate, ANNOTATED),
+                          "file"),
+                         ("--csv", args.csv, "file"), ("--timeline", timeline, "file"),
+                         ("--csv's summary", args.csv and beside(args.csv, ".summary.json"), "file")],
+                        inputs=inputs, overwrite=args.overwrite)
+    for flag, out in (("--annotate", args.annotate), ("--explain", args.explain)):
+        if out:
+            cli.output_folder(out, flag)
+    for flag, out in (("--csv", args.csv), ("--timeline", timeline)):
+        if out:
+            cli.output_folder(os.path.dirname(os.path.abspath(out)), flag)
+
     backends.check(path)  # a wrong name or folder: before TensorFlow loads
     from ferkit.recognizer import Recognizer
     recognizer = Recognizer(checkpoint=path, detector=None if args.no_detect else args.detector, min_score=args.min_score)

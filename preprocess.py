@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from ferkit import cli, data
+from ferkit import cli, data, files
 
 DEFAULT_INPUT = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz")
                     if os.path.exists(p)), "data/fer2013.csv")
@@ -59,6 +59,8 @@ def main():
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave out malformed rows or unreadable images and list them, instead of stopping")
     parser.add_argument("--seed", type=int, default=0, help="seed of any carved validation split (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --out even if it is a file that preprocess.py did not write")
     parser.add_argument("--ferplus", metavar="PATH",
                         help="FER+'s fer2013new.csv: store its label votes in the cache too (rows line up with fer2013.csv's)")
     args = parser.parse_args()
@@ -68,6 +70,7 @@ def main():
         print(f"note: --csv is now --input in preprocess.py (--csv {args.old_csv} still works)", file=sys.stderr)
         args.input = args.old_csv
 
+    files.check_outputs([("--out", args.out, "file")], inputs=[args.input, args.ferplus], overwrite=args.overwrite)
     start = time.perf_counter()
     loaded = data.load(args.input, skip_bad=args.skip_bad, seed=args.seed)
     for note in loaded.notes:

@@ -204,6 +204,57 @@ def done(job, shard):
     return os.path.exists(os.path.join(job.out, "faces", shard.name + ".parquet"))
 
 
+def _reachable(address):
+    """Raise UserError unless something listens at HOST:PORT (within seconds): ray.init would retry for minutes."""
+    import socket
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as e:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({getattr(e, 'strerror', None) or e}); "
+                        "start one (ray start --head) or leave --address out to run on this machine") from None
+
+
+LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def _loopback_only():
+    """Ray's own single-machine mode (its default on macOS and Windows): it then takes 127.0.0.1 as
+    this node's address instead of turning it into the network interface's (resolve_ip_for_localhost).
+    The variable reaches the processes Ray starts; the constant, read when ray was imported, this one."""
+    os.environ[LOOPBACK_SWITCH] = "0"
+    from ray._private import ray_constants
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def start_ray(address, workers, verbose):
+    """Join the cluster at address, or start Ray embedded in this process.  Embedded Ray listens on
+    loopback alone (node address 127.0.0.1, no dashboard): its ports have no authentication, so
+    anyone who could reach them could run code here.  It gets as many CPUs as the machine has, at
+    most, whatever `workers` asks (1000 CPUs on 2 cores would start 1000 actors)."""
+    import logging
+    import ray
+    if address and address != "auto":
+        _reachable(address)
+    common = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
+                  logging_level=logging.INFO if verbose else logging.ERROR)
+    try:
+        if address:
+            ray.init(address=address, **common)
+        else:
+            _loopback_only()
+            ray.init(num_cpus=min(workers, os.cpu_count() or 1), _node_ip_address="127.0.0.1", **common)
+            where = {node["NodeManagerAddress"] for node in ray.nodes()}
+            if where != {"127.0.0.1"}:  # a Ray that ignores the switch: stop rather than listen on the network
+                ray.shutdown()
+                raise UserError(f"this Ray ({ray.__version__}) would listen on {', '.join(sorted(where))}, not on "
+                                "loopback alone; install the version in requirements.txt")
+    except ConnectionError as e:
+        raise UserError(f"--address {address}: cannot join a Ray cluster there ({str(e).splitlines()[0]}); start "
+                        "one (ray start --head) or leave --address out to run on this machine") from None
+
+
 def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     """Every shard not yet done, on `workers` actors -> the summary (also written to OUT/summary.json).
     Starts Ray embedded on this machine (address None) or joins the cluster at address, unless this
@@ -221,9 +272,7 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     if connected:
         if not verbose:  # Ray's notes on start-up (token authentication is on, as it should be): not ours to print
             logging.getLogger("ray").setLevel(logging.ERROR)
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=verbose, logging_level=logging.INFO if verbose else logging.ERROR,
-                 configure_logging=verbose)
+        start_ray(address, workers, verbose)
     actors = []
     if todo:  # more workers than the cluster has CPUs for would wait for ever for one
         room = int(ray.cluster_resources().get("CPU", 0) // threads)

@@ -35,6 +35,15 @@ def is_shipped(path):
     return os.path.commonpath([real, root]) == root
 
 
+def model_inputs(path):
+    """The paths a run reads of the model at path, for files.check_outputs: a checkpoint folder's
+    own files (config, weights, state, log, plots; not the eval_* reports that evaluate.py writes
+    there), or the .tflite file or SavedModel folder itself."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+        return [os.path.join(path, n) for n in os.listdir(path) if not n.startswith(("eval_", "."))]
+    return [path]
+
+
 def resolve(checkpoint=None, model=None, fast=True):
     """--checkpoint PATH (any form) as given; --model NAME -> the shipped model NAME's folder, or its fast file."""
     if checkpoint:

@@ -36,11 +36,14 @@ def read_config(folder):
     quiet_tensorflow()  # the model's defaults come from its module, which imports TensorFlow
     try:
         config = read_json(path)
+        if not (isinstance(config, dict) and isinstance(config.get("hparams"), dict)
+                and isinstance(config.get("settings", {}), dict) and isinstance(config.get("model"), str)):
+            raise ValueError("expected an object with a model name and objects 'hparams' and 'settings'")
         # Hyperparameters added since the folder was written take their defaults, which are
         # what it was built with (models/ gives each new one a default that keeps the old network).
         config["hparams"] = {**models.default_hparams(config["model"]), **config["hparams"]}
         models.check_hparams(config["model"], config["hparams"])
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise UserError(f"{path}: not a valid checkpoint config ({e}); was it edited? "
                         "train.py writes it, evaluate.py and predict.py read it") from None
     return config

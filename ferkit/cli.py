@@ -84,9 +84,34 @@ def size_of(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
 
 
+def require_regular(path, what="input"):
+    """Raise a one-line UserError if path exists but is not a regular file or folder: a FIFO would
+    block the first read for ever, and a device (/dev/zero) would never end.  Looked at without
+    opening it (opening a FIFO for reading waits for a writer)."""
+    import stat
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the caller's own open says which, in its own words
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UserError(f"{path}: not a regular file (a device, pipe or socket); give a file as the {what}")
+
+
+MAX_JSON_BYTES = 16 << 20  # far above any config.json, state.json or report we write
+
+
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file of ours -> its value; a special file, one over MAX_JSON_BYTES, or JSON nested too
+    deep to parse is a ValueError (callers name the file in their one-line error)."""
+    require_regular(path, "JSON file")
+    with open(path, "rb") as f:
+        raw = f.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ValueError(f"over {MAX_JSON_BYTES >> 20} MB, not a file we wrote")
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deep to be a file we wrote") from None
 
 
 def check_writable(folder, what):

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import tarfile
 import warnings
 import zipfile
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from isal import isal_zlib
 
-from ferkit.cli import UserError
+from ferkit.cli import UserError, require_regular
 from ferkit.files import atomic_write
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS
 from ferkit.faces import face_to_48, one_hot
@@ -58,6 +59,10 @@ def load(path, skip_bad=False, seed=0, splits=SPLITS):
 
 
 def _load(path, skip_bad, seed, splits):
+    if not os.path.exists(path) and os.path.isfile(path + ".gz"):  # fer2013.csv named, fer2013.csv.gz there
+        print(f"note: {path} not found; reading {path}.gz beside it", file=sys.stderr)
+        path += ".gz"
+    require_regular(path, "data")
     if not os.path.exists(path):
         if path.endswith(".npz"):
             raise DataError(path, None, "no such cache; make it with: python preprocess.py --input YOUR_DOWNLOAD --out "
@@ -406,10 +411,18 @@ def load_cache(path, splits=SPLITS):
     return splits
 
 
+MAX_CACHE_BYTES = 4 << 30  # the arrays of a million faces per split, with room: a cache over this is not ours
+
+
 def _check_array_sizes(path):
     """Refuse, before anything is allocated, an array whose .npy header claims more data than its
-    member of the zip holds (a damaged or crafted cache could claim hundreds of GiB)."""
+    member of the zip holds (a damaged or crafted cache could claim hundreds of GiB), and a cache
+    whose members inflate to more than MAX_CACHE_BYTES in all (a zip bomb)."""
     with zipfile.ZipFile(path) as archive:
+        inflated = sum(member.file_size for member in archive.infolist())
+        if inflated > MAX_CACHE_BYTES:
+            raise DataError(path, None, f"its arrays inflate to {inflated:,} bytes, more than a cache of ours holds "
+                            f"({MAX_CACHE_BYTES:,}); it is damaged or not ours: run preprocess.py again")
         for member in archive.infolist():
             if not member.filename.endswith(".npy"):
                 continue

@@ -17,6 +17,7 @@ import io
 
 import numpy as np
 
+from ferkit.cli import require_regular
 from ferkit.data import DataError
 from ferkit.dataset import EMOTIONS, SPLITS
 
@@ -26,11 +27,18 @@ EMOTION_COLUMNS = tuple(VOTE_COLUMNS.index(c) for c in ("anger", "disgust", "fea
 assert len(EMOTION_COLUMNS) == len(EMOTIONS)
 
 
+MAX_BYTES = 64 << 20  # FER+'s votes file is about 2 MB
+
+
 def read_votes(path):
     """fer2013new.csv -> {split: uint8 (N, 10)} in file order; DataError naming the line for a bad row."""
+    require_regular(path, "--ferplus file")  # /dev/zero or a FIFO: never read
     try:
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8-sig")
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise DataError(path, None, f"over {MAX_BYTES >> 20} MB; FER+'s fer2013new.csv is about 2 MB")
+        text = raw.decode("utf-8-sig")
     except OSError as e:
         raise DataError(path, None, f"cannot read it ({e.strerror or e})") from None
     except UnicodeDecodeError:

@@ -9,6 +9,8 @@
   remove_stale_temporaries(folder)               what killed runs of ours left in folder
   with c_path(path) as name: cv2.VideoWriter(name) a name C libraries can take, whatever path's bytes
   fault_point(name)                              the interruption tests' hook (FERKIT_KILL_AT)
+  check_outputs(outputs, inputs, overwrite)      the one rule for what a command may write (below)
+  written_by_us(path)                            whether an existing file carries our mark
 
 The temporary is a hidden file in the destination's own folder (.ferkit-PID-XXXX.tmp, plus
 the destination's extension, which some writers go by), so the final rename never crosses
@@ -18,6 +20,11 @@ Ctrl-C included, the temporary is removed and the destination is as it was.  Its
 ASCII whatever the destination's, so no C library sees a name it cannot encode.  A full disk
 is a UserError naming the file.  Temporaries whose process is dead (kill -9) are removed the
 next time anything of ours writes into that folder.
+
+Every file and folder written here carries a mark (the extended attribute user.ferkit), so that
+a later run can tell a file of ours, which it may replace, from one a user put there, which only
+--overwrite replaces.  On a file system that keeps no extended attributes, no file can be told
+apart, and every file counts as ours there.
 """
 import contextlib
 import errno
@@ -27,6 +34,7 @@ import re
 import secrets
 import shutil
 import signal
+import stat
 
 from ferkit.cli import UserError
 
@@ -91,6 +99,92 @@ def remove_stale_temporaries(folder):
             shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else _remove(full)
 
 
+_MARK = "user.ferkit"
+# The installed package: the shipped models, the detector and the page.  No command writes there,
+# except the release step (tools/ship_exports.py), which sets FERKIT_RELEASE for the models alone.
+PACKAGE = os.path.dirname(os.path.abspath(__file__))
+MODELS_PACKAGE = os.path.join(os.path.dirname(PACKAGE), "models")
+RELEASE = "FERKIT_RELEASE"
+
+
+def _mark(path):
+    with contextlib.suppress(OSError):  # not every file system keeps extended attributes
+        os.setxattr(path, _MARK, b"1")
+
+
+def written_by_us(path):
+    """Whether the existing file or folder at path was written by ferkit (it carries our mark), or lies
+    on a file system that keeps no marks, where no file can be told apart."""
+    try:
+        os.getxattr(path, _MARK)
+        return True
+    except OSError as e:
+        return e.errno in (errno.ENOTSUP, errno.EOPNOTSUPP)
+
+
+def _inside(path, folder):
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _relation(out, given):
+    """How the real paths out and given overlap ('is', 'is inside', 'holds'), or None."""
+    if out == given:
+        return "is"
+    if _inside(out, given):
+        return "is inside"
+    return "holds" if _inside(given, out) else None
+
+
+def _shipped(real):
+    if _inside(real, os.path.join(PACKAGE, "pretrained")) and os.environ.get(RELEASE) == "1":
+        return False
+    return _inside(real, PACKAGE) or _inside(real, MODELS_PACKAGE)
+
+
+def check_outputs(outputs, inputs=(), overwrite=False):
+    """The one rule for what a command may write; every command calls it before its work starts.
+
+    outputs: [(flag, path, kind)], kind "file" or "folder" (folders may not exist yet);
+    inputs: the paths (files or folders) that this run reads.
+    Raises a one-line UserError naming both paths for an output that, with symlinks resolved:
+      - is a device, FIFO or socket, or a folder where a file goes (or the reverse);
+      - is an input, is inside an input folder, or is a folder that holds an input;
+      - is, or is inside, the installed package (the shipped models, detector and page);
+      - is the same path as another output of this run;
+      - is an existing file that ferkit did not write (written_by_us), unless overwrite.
+    """
+    seen = []
+    for flag, path, kind in outputs:
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        try:
+            mode = os.stat(real).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise UserError(f"{flag} {path}: is a device, pipe or socket, not a {kind}; nothing was written. "
+                            f"Give a {kind} to write")
+        if mode is not None and stat.S_ISDIR(mode) != (kind == "folder"):
+            raise UserError(f"{flag} {path}: is a {'folder' if stat.S_ISDIR(mode) else 'file'}, not a {kind}; give a "
+                            f"{kind} to write{' such as out.csv' if kind == 'file' else ' into'}")
+        for given in inputs:
+            if given and os.path.lexists(given) and (where := _relation(real, os.path.realpath(given))):
+                raise UserError(f"{flag} {path}: {where} the input {given}; writing there could destroy or mix "
+                                "with what this run reads. Choose an output apart from its inputs")
+        if _shipped(real):
+            raise UserError(f"{flag} {path}: is inside the installed package ({PACKAGE}), whose shipped models "
+                            "only the release step writes; choose an output elsewhere, such as runs/NAME")
+        for other_flag, other_path, other in seen:
+            if other == real:
+                raise UserError(f"{flag} {path}: is the same path as {other_flag} {other_path}; one would "
+                                "overwrite the other. Give each output its own name")
+        if kind == "file" and mode is not None and not overwrite and not written_by_us(real):
+            raise UserError(f"{flag} {path}: exists, and ferkit did not write it; nothing was changed. Pass "
+                            "--overwrite to replace it, or choose another name")
+        seen.append((flag, path, real))
+
+
 def _remove(path):
     with contextlib.suppress(FileNotFoundError):
         os.remove(path)
@@ -141,6 +235,7 @@ def atomic_path(path, directory=False):
             open(tmp, "xb").close()
         yield tmp
         fault_point("write")
+        _mark(tmp)
         if directory:
             replace_folder(tmp, path)
         else:

@@ -36,6 +36,12 @@ _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"RIFF": "We
 _DAMAGE = ("corrupt", "premature end", "error", "invalid", "bad ", "crc")
 
 
+def image_kind(raw):
+    """The image format an image file's first bytes announce ("JPEG", "PNG", ...), or None."""
+    kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
+    return None if kind == "WebP" and raw[8:12] not in (b"WEBP", b"") else kind
+
+
 def _jpeg_complete(raw):
     """Whether a JPEG's compressed data ends with its end-of-image marker: the segments are walked
     to the first scan, and the marker looked for after it (a thumbnail inside the Exif segment has an
@@ -199,7 +205,7 @@ def decode_image(raw):
         raise TooLarge(_too_many_bytes())
     if not raw:
         raise PhotoError("empty file")
-    kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
+    kind = image_kind(raw)
     if kind is None:
         raise PhotoError("not an image file (no JPEG, PNG, BMP, WebP, TIFF, PNM or GIF signature)")
     # Decoders fill a truncated JPEG with grey and only warn; check the end markers ourselves.

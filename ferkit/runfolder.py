@@ -26,6 +26,7 @@ was, and its temporary folder is removed by the next run.
 import contextlib
 import csv
 import fcntl
+import json
 import os
 import shutil
 
@@ -53,6 +54,23 @@ def has_weights(folder):
     return any(checkpoints.latest(folder, which) for which in ("best", "last"))
 
 
+# The type each field of state.json has when train.py wrote it (None: a step not taken yet).
+_STATE_TYPES = {"epoch": (int,), "step": (int, type(None)), "best_step": (int, type(None)), "best_epoch": (int,),
+                "best_accuracy": (int, float), "finished": (bool,), "log": (list,), "partial": (dict, type(None))}
+
+
+def _check_state_types(state):
+    """ValueError naming the first field of state.json whose value is of the wrong type or out of range."""
+    for key, types in _STATE_TYPES.items():
+        value = state.get(key)
+        if key in state and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise ValueError(f"'{key}' is {json.dumps(value)[:40]}, not a {' or '.join(t.__name__ for t in types)}")
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError(f"'{key}' is {value}, below 0")
+    if not all(isinstance(row, dict) for row in state.get("log", [])):
+        raise ValueError("'log' holds rows that are not objects")
+
+
 def read_state(folder):
     """The committed training state of a folder, or None when it holds no training.
 
@@ -70,11 +88,20 @@ def read_state(folder):
         state = read_json(path)
         if not isinstance(state, dict):
             raise ValueError(f"a JSON {type(state).__name__}, not an object")
+        _check_state_types(state)
     except (ValueError, OSError) as e:
         raise UserError(f"{path}: unreadable ({e}); nothing was changed. Move the folder away or pass another "
                         "--checkpoint-dir") from None
     state.setdefault("best_step", step_of(checkpoints.latest(folder, "best")))
     state.setdefault("step", step_of(checkpoints.latest(folder, "last")))
+    for which, key in (("best", "best_step"), ("last", "step")):
+        # Every commit saves the weights before state.json names them, so a named checkpoint that is
+        # missing means the state was put back or damaged: refuse, and delete nothing on that guess.
+        names = checkpoints.checkpoint_files(folder, which, state[key]) if state[key] is not None else None
+        if names is not None and not (any(n.endswith(".index") for n in names) and any(".data-" in n for n in names)):
+            raise UserError(f"{path}: names {which}/{checkpoints.CHECKPOINT_PREFIX}-{state[key]}, which is not "
+                            f"there (an older state.json put back, or a damaged folder); nothing was changed. Move "
+                            "the folder away, or pass another --checkpoint-dir")
     if "log" not in state and os.path.exists(os.path.join(folder, LOG)):
         with open(os.path.join(folder, LOG)) as f:
             state["log"] = list(csv.DictReader(f))[:state.get("epoch", 0)]

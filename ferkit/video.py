@@ -117,8 +117,15 @@ def open_capture(path, start=0):
     import cv2
     from ferkit import files
     from ferkit.cli import captured_stderr
+    if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):  # never opened: a FIFO would block
+        raise VideoError("not a regular file (a device, pipe or socket); give a video file")
     if not os.path.isfile(path):
         raise VideoError("no such video file")
+    from ferkit.photos import image_kind
+    with open(path, "rb") as f:
+        kind = image_kind(f.read(16))
+    if kind:  # FFmpeg reads a photo as a one-frame "video"
+        raise VideoError(f"cannot read it as a video: it is a {kind} image; pass photos without --video")
     with captured_stderr(), files.c_path(path) as name:  # FFmpeg's complaints: ours says it in one line
         capture = cv2.VideoCapture(name)  # FFmpeg opens the file here; the alias is not needed after
         ok, first = capture.read() if capture.isOpened() else (False, None)

@@ -23,8 +23,10 @@ SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
 
 @pytest.fixture(scope="module", autouse=True)
 def embedded_ray():
+    from ferkit.annotate import start_ray
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start_ray(None, 2, verbose=False)  # what annotate.py starts: on loopback alone
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
     yield
     ray.shutdown()
 
@@ -159,9 +161,9 @@ def test_a_node_removed_mid_run_loses_nothing(tmp_path):
     from ferkit.annotate import Job, run
     from ferkit import backends
     ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
     try:
-        second = cluster.add_node(num_cpus=1)
+        second = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
         folder = many_photos(tmp_path / "photos", 120)
         out = tmp_path / "dataset"

@@ -259,7 +259,7 @@ CASES = [
     ("train.py", "--arch dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}", 2, "is a file, not a folder"),
     ("train.py", "--arch dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}/sub", 2, "cannot create the folder"),
     ("train.py", "--arch dnn --data {few} --checkpoint-dir {tmp}/few", 2, "too few to carve a validation split"),
-    ("preprocess.py", "--input {csv} --out {tmp}", 2, "is a folder; --out must be a file path"),
+    ("preprocess.py", "--input {csv} --out {tmp}", 2, "is a folder, not a file"),
     ("preprocess.py", "--input {csv} --out {csv}/sub/x.npz", 2, "cannot create the folder"),
     ("preprocess.py", "--input {tmp}/truncated.csv.gz --out {tmp}/x.npz", 2, "damaged or incomplete"),
     ("preprocess.py", "--input {tmp}/truncated.csv.gz --out {tmp}/x.npz --skip-bad", 2, "damaged or incomplete"),
@@ -590,7 +590,12 @@ def tree_digest(folder):
     def content(p):
         if p.suffix != ".json":
             return p.read_bytes()
-        report = json.loads(p.read_text())
+        try:
+            report = json.loads(p.read_text())
+        except (ValueError, RecursionError):  # not a report: its bytes
+            return p.read_bytes()
+        if not isinstance(report, dict):
+            return p.read_bytes()
         report.pop("faces_per_s", None)
         return json.dumps(report, sort_keys=True).encode()
     return {str(p.relative_to(folder)): hashlib.sha256(content(p)).hexdigest()

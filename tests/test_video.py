@@ -179,7 +179,7 @@ def test_outputs_that_would_replace_the_input_are_refused(tmp_path):
     before = (tmp_path / "c.avi").read_bytes()
     for args in (["--csv", tmp_path / "c.avi"], ["--timeline", tmp_path / "c.avi"]):
         proc = run_script("predict.py", "--video", tmp_path / "c.avi", *args)
-        assert proc.returncode == 2 and "is the input video" in proc.stderr, proc.stderr
+        assert proc.returncode == 2 and f"is the input {tmp_path / 'c.avi'}" in proc.stderr, proc.stderr
     assert (tmp_path / "c.avi").read_bytes() == before
     proc = run_script("predict.py", "--video", tmp_path / "c.avi", "--smooth", "nan")
     assert proc.returncode == 2 and "--smooth must be" in proc.stderr
