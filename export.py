@@ -111,6 +111,8 @@ def main():
         parser.error("--out is empty; give the .tflite file or SavedModel folder to write, such as runs/model.tflite")
     folder = backends.resolve(args.checkpoint, args.model, fast=False)
     check_out(out, folder, args.overwrite)
+    files.check_outputs([("--out", out, "file" if fmt == "tflite" else "folder")],
+                        inputs=backends.model_inputs(folder) + [args.data], overwrite=True)  # overwrite: check_out's
     if fmt == "tflite" and os.path.isdir(out):
         raise cli.UserError(f"--out {out}: is a folder; a TFLite export is one file, such as model.tflite")
     cli.output_parent(out, "--out", "the export")
@@ -139,10 +141,10 @@ def main():
             meta = exported.metadata(config, source, fmt, args.quantize, names)
             if fmt == "tflite":
                 content = exported.add_tflite_metadata(convert(tf, session, graph, args.quantize, calibration), meta)
-                with files.atomic_write(out, "wb") as f:
+                with files.atomic_write(out, "wb", exclusive=not args.overwrite) as f:
                     f.write(content)
             else:
-                with files.atomic_path(out, directory=True) as tmp:
+                with files.atomic_path(out, directory=True, exclusive=not args.overwrite) as tmp:
                     write_saved_model(tf, session, graph, tmp, meta)
     kind = {"none": "float32", "float16": "float16 weights", "dynamic": "dynamic-range quantized (int8 weights)",
             "int8": "int8"}[args.quantize]

@@ -44,8 +44,8 @@ _TEMPORARY = re.compile(r"^\.ferkit-(\d+)-[A-Za-z0-9_]+\.tmp")
 def fault_point(name):
     """Test hook for the interruption tests: FERKIT_KILL_AT=NAME:N[:INT] kills this process, as SIGKILL
     would at a random moment (or with :INT interrupts it, as Ctrl-C would), the N-th time it passes
-    the point NAME.  Points: "write" (every file below, complete but not yet in place) and train.py's
-    save sequence (scoring, after_best, after_last, before_state, after_state)."""
+    the point NAME.  Points: "write" (every file below, complete but not yet in place), "aside" (a
+    folder being replaced, between its two renames) and train.py's save sequence (scoring, after_best, after_last, before_state, after_state)."""
     point, _, rest = os.environ.get("FERKIT_KILL_AT", "").partition(":")
     if point == name:
         count, _, how = rest.partition(":")
@@ -86,17 +86,29 @@ def _alive(pid):
     return True
 
 
+# A folder being replaced is first renamed to this, beside it, for the instant between two renames.
+_ASIDE = re.compile(r"^\.ferkit-aside-(\d+)-(.+)$")
+
+
 def remove_stale_temporaries(folder):
-    """Remove the temporaries of dead processes of ours (files or folders) from folder."""
+    """Remove the temporaries of dead processes of ours (files or folders) from folder, and settle
+    the folders that a dead process had set aside while replacing them (replace_folder): one whose
+    replacement never arrived is put back; one whose replacement is in place is removed."""
     try:
         names = os.listdir(folder or ".")
     except OSError:
         return
     for name in names:
-        match = _TEMPORARY.match(name)
+        full = os.path.join(folder, name)
+        match, aside = _TEMPORARY.match(name), _ASIDE.match(name)
         if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            full = os.path.join(folder, name)
             shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else _remove(full)
+        elif aside and int(aside.group(1)) != os.getpid() and not _alive(int(aside.group(1))):
+            destination = os.path.join(folder, aside.group(2))
+            if os.path.lexists(destination):  # the second rename happened: the set-aside copy is superseded
+                shutil.rmtree(full, ignore_errors=True)
+            else:  # killed between the renames: the old folder goes back, as if nothing had been started
+                os.rename(full, destination)
 
 
 _MARK = "user.ferkit"
@@ -157,6 +169,7 @@ def check_outputs(outputs, inputs=(), overwrite=False):
     for flag, path, kind in outputs:
         if not path:
             continue
+        remove_stale_temporaries(os.path.dirname(os.path.abspath(path)))  # settles what a killed run set aside
         real = os.path.realpath(path)
         try:
             mode = os.stat(real).st_mode
@@ -213,11 +226,16 @@ def temporary_name(path):
 
 
 def replace_folder(new, path):
-    """Put the finished folder `new` in place as path, replacing what is there: a folder
-    there is renamed aside first and removed last, so path never holds a mixture."""
+    """Put the finished folder `new` in place as path, replacing what is there: a folder there is
+    renamed aside first (.ferkit-aside-PID-NAME) and removed last, so path never holds a mixture.
+    Killed between the two renames, the next run of ours in that folder puts the old one back
+    (remove_stale_temporaries), so path is the old folder or the new one at every instant after."""
     if os.path.isdir(path) and not os.path.islink(path):
-        old = temporary_name(path)
+        folder, base = os.path.split(os.path.abspath(path))
+        remove_stale_temporaries(folder)
+        old = os.path.join(folder, f".ferkit-aside-{os.getpid()}-{base}")
         os.rename(path, old)
+        fault_point("aside")
         os.rename(new, path)
         shutil.rmtree(old, ignore_errors=True)
     else:
@@ -226,9 +244,11 @@ def replace_folder(new, path):
 
 
 @contextlib.contextmanager
-def atomic_path(path, directory=False):
+def atomic_path(path, directory=False, exclusive=False):
     """A temporary name beside path to write to (a folder, if directory=True: its writer
-    creates it); put in place as path when the block ends without an error, removed otherwise."""
+    creates it); put in place as path when the block ends without an error, removed otherwise.
+    exclusive=True: never replace what is at path by then (another run may have put it there
+    meanwhile); a UserError instead, and the temporary goes."""
     tmp = temporary_name(path)
     try:
         if not directory:
@@ -236,24 +256,33 @@ def atomic_path(path, directory=False):
         yield tmp
         fault_point("write")
         _mark(tmp)
+        if exclusive and os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", path)
         if directory:
             replace_folder(tmp, path)
         else:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            if exclusive:  # link fails if path exists, where a rename would replace it: no window between
+                os.link(tmp, path)
+                os.remove(tmp)
+            else:
+                os.replace(tmp, path)
             _fsync_folder(os.path.dirname(tmp))
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else _remove(tmp)
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             raise _disk_full(path, e) from None
+        if isinstance(e, FileExistsError) and exclusive:
+            raise UserError(f"{path}: appeared while this run was writing it (another run?); it was kept, and "
+                            "nothing was written there. Pass --overwrite to replace it, or choose another name") from None
         raise
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="w", **open_args):
+def atomic_write(path, mode="w", exclusive=False, **open_args):
     """open(path, mode) that leaves path untouched unless the block completes (see the module docstring)."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, exclusive=exclusive) as tmp:
         with open(tmp, mode, **open_args) as f:
             yield f
             f.flush()

@@ -172,8 +172,9 @@ class RunFolder:
                             "(shipped models change only through tools/ship_exports.py); pass another "
                             "--checkpoint-dir, such as runs/NAME")
         from ferkit.cli import output_folder
+        # First: a killed --overwrite's folder, set aside between two renames, goes back where it was.
+        files.remove_stale_temporaries(os.path.dirname(os.path.abspath(folder)))
         output_folder(folder, "--checkpoint-dir")
-        files.remove_stale_temporaries(os.path.dirname(os.path.abspath(folder)))  # a killed --overwrite's folder
         self.folder, self.path, self._lock = folder, folder, _lock(folder)
         try:
             self.state = self._open(config, overwrite, changed_from)

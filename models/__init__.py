@@ -43,8 +43,9 @@ def default_hparams(name):
 
 def check_hparams(name, hparams):
     """Raise ValueError saying which hyperparameter is out of its range: widths and counts
-    (ints) at least 1, or in the range the model's module gives them in INT_RANGES, dropout
-    in [0, 1), other floats finite and at least 0."""
+    (ints) at least 1, or in the range the model's module gives them in INT_RANGES (the
+    widths' upper ends: what trains in this machine's memory), dropout in [0, 1),
+    weight_decay in [0, 1], other floats finite and at least 0."""
     defaults = default_hparams(name)
     ranges = getattr(_module(name), "INT_RANGES", {})
     for key, value in hparams.items():
@@ -63,6 +64,8 @@ def check_hparams(name, hparams):
                 raise ValueError(f"{key}={value!r}: must be in [0, 1) (the fraction of units dropped)")
             if value < 0:
                 raise ValueError(f"{key}={value!r}: must be at least 0")
+            if key == "weight_decay" and value > 1:
+                raise ValueError(f"{key}={value!r}: must be at most 1 (a penalty that large leaves nothing to learn)")
 
 
 def inference(name, images, is_training, seed=None, **hparams):

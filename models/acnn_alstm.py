@@ -35,7 +35,10 @@ from models import layers
 from models.layers import tf
 
 CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
-INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS)), "crop": (8, 48), "stem_convs": (1, 2)}   # models.check_hparams: integers not "at least 1"
+# models.check_hparams: the integers' ranges.  The widths stop where one model still trains in this
+# machine's memory (first_width=100000 asked the OS for more than it had, and it killed the process).
+INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS)), "crop": (8, 48), "stem_convs": (1, 2),
+              "first_width": (1, 1024), "lstm_units": (1, 4096), "attention_units": (1, 4096)}
 
 
 def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0, stem_convs=2):

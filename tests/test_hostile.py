@@ -56,8 +56,14 @@ ROWS = [
     ("evaluate.py", "--checkpoint {ckpt} --data {tmp}/fer.csv --split PublicTest --out {ship}", 2,
      "inside the installed package"),
     ("export.py", "--checkpoint {ckpt} --out {ship}/x.tflite", 2, "inside a shipped model"),
+    ("export.py", "--checkpoint {ckpt} --out {tmp}/link_to_folder.tflite", 2, "already exists"),
     ("annotate.py", "{tmp}/photos --out {ship}", 2, "inside the installed package"),
     ("annotate.py", "{tmp}/photos --out {tmp}/photos/out", 2, "is inside the input"),
+    # Bounds on settings: checked before the graph is built
+    ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set first_width=100000 --checkpoint-dir {tmp}/t", 2,
+     "first_width=100000: must be a whole number from 1 to 1024"),
+    ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set lstm_units=2000000 --checkpoint-dir {tmp}/t", 2,
+     "lstm_units=2000000: must be a whole number from 1 to 4096"),
     # 3. Never hang on a FIFO or a device; a damaged config is one line
     ("preprocess.py", "--input {tmp}/fifo --out {tmp}/x.npz", 2, "not a regular file"),
     ("preprocess.py", "--input {tmp}/fer.csv --ferplus {tmp}/fifo --out {tmp}/x.npz", 2, "not a regular file"),
@@ -91,6 +97,7 @@ def hostile(tmp_path, tiny_checkpoint, tiny_tflite):
     shutil.copy(SAMPLE, tmp_path / "photos" / "a.png")
     os.mkfifo(tmp_path / "fifo")
     os.symlink(tmp_path / "fer.csv", tmp_path / "link_to_input.npz")
+    os.symlink(tmp_path / "photos", tmp_path / "link_to_folder.tflite")
     (tmp_path / "users.npz").write_bytes(b"a file of the user's")
     (tmp_path / "users.csv").write_text("a file of the user's\n")
     writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (96, 96))

@@ -154,7 +154,7 @@ def test_residual_block_adds_its_input_back():
 @pytest.mark.parametrize("hparams, message", [
     ({"residual_stages": 5}, "residual_stages=5: must be a whole number from 0 to 4"),
     ({"residual_stages": -1}, "residual_stages=-1: must be a whole number from 0 to 4"),
-    ({"first_width": 0}, "first_width=0: must be a whole number, at least 1"),
+    ({"first_width": 0}, "first_width=0: must be a whole number from 1 to 1024"),
     ({"crop": 7}, "crop=7: must be a whole number from 8 to 48"),
     ({"crop": 49}, "crop=49: must be a whole number from 8 to 48"),
     ({"stem_convs": 3}, "stem_convs=3: must be a whole number from 1 to 2"),
