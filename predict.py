@@ -22,6 +22,7 @@ every frame, labelled, as an H.264 MP4 that browsers play.
 """
 import contextlib
 import csv
+import errno
 import importlib.util
 import json
 import os
@@ -113,6 +114,8 @@ def write_image(path, image):
         with files.atomic_write(path, "wb") as f:
             f.write(encoded.tobytes())
     except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:  # this input's own problem: its entry says so, and the run goes on
+            raise PhotoError(f"its output name is too long for the file system ({os.path.basename(path)[:40]}...)") from None
         raise cli.UserError(f"{path}: could not write the image ({e.strerror}); is the folder writable?") from None
 
 
@@ -137,10 +140,15 @@ def predict_photos(recognizer, args):
                 print(f"{path}: no face found")
             for face in entry["faces"]:
                 print(f"{path}: face at {tuple(face['box'])}: {face['emotion']} {face['probabilities'][face['emotion']]:.2f}")
-        if args.annotate:
-            write_image(os.path.join(args.annotate, stem + ".png"), draw(image, entry["faces"]))
-        for k, (face, weights) in enumerate(zip(inputs, attention if attention is not None else ())):
-            write_image(os.path.join(args.explain, f"{stem}_face{k + 1}_attention.png"), attention_map(face, weights))
+        try:
+            if args.annotate:
+                write_image(os.path.join(args.annotate, stem + ".png"), draw(image, entry["faces"]))
+            for k, (face, weights) in enumerate(zip(inputs, attention if attention is not None else ())):
+                write_image(os.path.join(args.explain, f"{stem}_face{k + 1}_attention.png"), attention_map(face, weights))
+        except PhotoError as e:
+            entry["error"] = str(e)
+            failed += 1
+            print(f"error: {path}: {e}", file=sys.stderr)
     if args.json:
         print(json.dumps(entries, indent=2))
     return 1 if failed else 0

@@ -67,14 +67,20 @@ def _digest(*parts):
 def probe(path):
     """A video's (frames per second, frame count) from its container, or None if it cannot be opened."""
     import cv2
-    from ferkit import files
+    import stat
+    from ferkit import files, video
     from ferkit.cli import captured_stderr
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named clip.mp4 would block FFmpeg's open for ever
+            return None
+    except OSError:
+        return None
     with captured_stderr(), files.c_path(path) as name:
         capture = cv2.VideoCapture(name)
         try:
             if not capture.isOpened():
                 return None
-            return capture.get(cv2.CAP_PROP_FPS) or 25.0, max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+            return video.rate_and_count(capture)
         finally:
             capture.release()
 

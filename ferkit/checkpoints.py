@@ -214,6 +214,9 @@ def restore(session, variables, folder, which="best"):
     path = latest(folder, which) or latest(folder, "last")
     if path is None:
         raise UserError(f"{folder}: no saved weights in {which}/ or last/; has training run yet?")
+    if which != "last" and not latest(folder, which):  # a short run with no scored epoch yet: say so
+        import sys
+        print(f"note: {folder} has no {which}/ weights yet; using last/ ({os.path.basename(path)})", file=sys.stderr)
     shards = [n for n in os.listdir(os.path.dirname(path)) if n.startswith(os.path.basename(path) + ".data-")]
     if not shards:
         raise UserError(f"{path}: the weights file ({os.path.basename(path)}.data-*) is missing; "

@@ -129,6 +129,9 @@ def _read_zip(path, skip_bad, seed):
                 return _read_csv(io.BufferedReader(f), f"{path}/{member}", skip_bad, seed)
     except (zipfile.BadZipFile, EOFError, OSError) as e:
         raise DataError(path, None, f"cannot read zip archive ({e}); download it again") from None
+    except (RuntimeError, NotImplementedError) as e:  # encrypted, or compressed in a way zipfile cannot undo
+        raise DataError(path, None, f"cannot read zip archive ({e}); unpack it with a zip tool and give the "
+                        ".csv inside as --input") from None
 
 
 class _BadRow(Exception):

@@ -110,6 +110,22 @@ class VideoError(Exception):
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 
 
+MIN_FPS, MAX_FPS = 0.01, 1000.0   # outside: a damaged or hostile header (a rate near 0 divided by zero downstream)
+MAX_HOURS = 48                    # a frame count beyond this many hours at the rate is not believed
+
+
+def rate_and_count(capture):
+    """(frames per second, frame count or 0 for unknown) that an opened cv2.VideoCapture's container
+    claims, within bounds: a rate outside [MIN_FPS, MAX_FPS] is taken as 25, and a count beyond
+    MAX_HOURS of video as unknown (a header claiming 2^31 frames made 3.5 million shards of work)."""
+    import cv2
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if fps and math.isfinite(fps) and MIN_FPS <= fps <= MAX_FPS else 25.0
+    total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    total = int(total) if math.isfinite(total) and 0 < total <= fps * MAX_HOURS * 3600 else 0
+    return fps, total
+
+
 def open_capture(path, start=0):
     """A video file -> (an opened cv2.VideoCapture at frame `start`, frames per second, the frame
     count its container claims or 0); VideoError if it is missing or not a video OpenCV can decode."""
@@ -132,9 +148,7 @@ def open_capture(path, start=0):
     if not ok:
         capture.release()
         raise VideoError("cannot read it as a video (not a video file, or a format this OpenCV cannot decode)")
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    total = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-    fps = fps if fps and math.isfinite(fps) and fps > 0 else 25.0
+    fps, total = rate_and_count(capture)
     if start:  # a segment of the video (annotate.py): FFmpeg seeks to the keyframe before, then decodes on
         capture.set(cv2.CAP_PROP_POS_FRAMES, start)
         return capture, fps, total

@@ -64,6 +64,8 @@ ROWS = [
      "first_width=100000: must be a whole number from 1 to 1024"),
     ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set lstm_units=2000000 --checkpoint-dir {tmp}/t", 2,
      "lstm_units=2000000: must be a whole number from 1 to 4096"),
+    ("preprocess.py", "--input {tmp}/encrypted.zip --out {tmp}/x.npz", 2, "unpack it with a zip tool"),
+    ("preprocess.py", "--input {tmp}/deflate64.zip --out {tmp}/x.npz", 2, "unpack it with a zip tool"),
     # 3. Never hang on a FIFO or a device; a damaged config is one line
     ("preprocess.py", "--input {tmp}/fifo --out {tmp}/x.npz", 2, "not a regular file"),
     ("preprocess.py", "--input {tmp}/fer.csv --ferplus {tmp}/fifo --out {tmp}/x.npz", 2, "not a regular file"),
@@ -89,6 +91,14 @@ def hostile(tmp_path, tiny_checkpoint, tiny_tflite):
     (tmp_path / "fer.csv.gz").write_bytes(gzip.compress(text.encode()))
     with zipfile.ZipFile(tmp_path / "fer.zip", "w") as z:
         z.writestr("fer2013.csv", text)
+    raw = (tmp_path / "fer.zip").read_bytes()
+    central = raw.index(b"PK\x01\x02")
+    encrypted, deflate64 = bytearray(raw), bytearray(raw)
+    encrypted[6] |= 1  # the general-purpose flag's bit 0, in the local header and the central directory
+    encrypted[central + 8] |= 1
+    deflate64[8], deflate64[central + 10] = 9, 9  # compression method 9: Deflate64, which zipfile lacks
+    (tmp_path / "encrypted.zip").write_bytes(bytes(encrypted))
+    (tmp_path / "deflate64.zip").write_bytes(bytes(deflate64))
     (tmp_path / "votes.csv").write_text("Usage,Image name,neutral\n")
     for split in ("train", "test"):
         (tmp_path / "ds" / split / "happy").mkdir(parents=True)
@@ -277,3 +287,26 @@ def test_images_that_are_not_bombs_still_read(tmp_path):
         assert photos.read_image(tmp_path / f"p.{ext}").shape == (20, 30, 3), fmt
     Image.fromarray(picture).save(tmp_path / "big.tif", "TIFF", compression="tiff_lzw")
     assert photos.read_image(tmp_path / "big.tif").shape == (20, 30, 3)
+
+
+def test_an_output_name_too_long_is_one_entry_and_the_run_goes_on(tmp_path, tiny_tflite):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copy(SAMPLE, photos / "a.png")
+    shutil.copy(SAMPLE, photos / ("e" * 240 + ".png"))  # its heat map, e...e_face1_attention.png, is 260 bytes
+    shutil.copy(SAMPLE, photos / "z.png")
+    proc = run_script("predict.py", photos, "--checkpoint", tiny_tflite, "--explain", tmp_path / "maps", "--json")
+    entries = json.loads(proc.stdout)
+    assert proc.returncode == 1 and len(entries) == 3, proc.stderr
+    assert [bool(e["error"]) for e in entries] == [False, True, False], entries
+    assert "output name is too long" in entries[1]["error"]
+    assert sorted(os.listdir(tmp_path / "maps")) == ["a_face1_attention.png", "z_face1_attention.png"]
+
+
+def test_evaluate_says_when_it_reads_last_weights(tmp_path, synthetic_cache):
+    folder = tmp_path / "short"
+    run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--max-steps", 2, "--batch-size", 8,
+               "--checkpoint-dir", folder, check=0)
+    assert not (folder / "best" / "checkpoint").exists()
+    proc = run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache, check=0)
+    assert "has no best/ weights yet; using last/" in proc.stderr, proc.stderr
