@@ -64,6 +64,16 @@ def _digest(*parts):
     return hashlib.sha1("\0".join(map(str, parts)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
+def _identity(path):
+    """What a shard read of a file: its path, size and modification time.  An edited, replaced or
+    renamed input gives its shard another name, so a rerun redoes it instead of keeping old rows."""
+    try:
+        info = os.stat(path)
+        return (path, info.st_size, info.st_mtime_ns)
+    except OSError:
+        return (path, None, None)
+
+
 def probe(path):
     """A video's (frames per second, frame count) from its container, or None if it cannot be opened."""
     import cv2
@@ -111,7 +121,7 @@ class Job:
         out = []
         for k in range(0, len(self.photos), self.batch):
             batch = self.photos[k:k + self.batch]
-            out.append(Shard(f"photos-{k // self.batch:06d}-{_digest(*batch)}", "photos", batch))
+            out.append(Shard(f"photos-{k // self.batch:06d}-{_digest(*map(_identity, batch))}", "photos", batch))
         for path in self.videos:
             probed = probe(path)
             fps, total = probed if probed else (25.0, 0)
@@ -121,7 +131,8 @@ class Job:
             starts = range(0, total, step) if total else [0]
             for segment, start in enumerate(starts):
                 end = min(start + step, total) if total else None
-                out.append(Shard(f"video-{_digest(path)}-{segment:05d}", "video", [path], start, end, segment))
+                out.append(Shard(f"video-{_digest(*_identity(path), start, end)}-{segment:05d}", "video", [path], start,
+                                 end, segment))
         return out
 
 
@@ -207,7 +218,49 @@ def _face_row(source, frame, time_s, track, rank, face):
 
 
 def done(job, shard):
-    return os.path.exists(os.path.join(job.out, "faces", shard.name + ".parquet"))
+    """Whether the shard's files are in OUT and read back as what it wrote: both Parquet files whole,
+    of our schemas, their metadata naming this shard, and as many rows as it counted.  Anything
+    else (truncated, emptied, another dataset's, rows deleted) is not done, and the shard is redone."""
+    return shard_problem(job, shard) is None
+
+
+def shard_problem(job, shard):
+    """None for a finished shard; else why it does not count as finished (None too if it was never written)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    faces = os.path.join(job.out, "faces", shard.name + ".parquet")
+    if not os.path.exists(faces):
+        return "not written"
+    try:
+        stats = {}
+        for folder, schema, count in (("faces", face_schema(), "faces"), ("errors", error_schema(), "errors")):
+            meta = pq.read_metadata(os.path.join(job.out, folder, shard.name + ".parquet"))
+            written = json.loads((meta.schema.to_arrow_schema().metadata or {}).get(b"ferkit", b"{}"))
+            if not meta.schema.to_arrow_schema().remove_metadata().equals(schema):
+                return f"{folder}: another schema"
+            if written.get("shard") != shard.name or meta.num_rows != written.get(count):
+                return f"{folder}: {meta.num_rows} rows where the shard wrote {written.get(count)}"
+            stats = written
+        expected = len(shard.paths) if shard.kind == "photos" else None
+        if expected is not None and stats.get("photos", 0) + stats.get("errors", 0) < expected:
+            return f"covers {stats.get('photos')} of its {expected} photos"
+    except (OSError, ValueError, pa.ArrowException) as e:
+        return f"unreadable ({str(e).splitlines()[0][:80]})"
+    return None
+
+
+def forget_stale_shards(job, shards):
+    """Remove the Parquet files in OUT of shards that are not among `shards` (inputs that changed or
+    left since an earlier run), so the dataset holds exactly the current inputs' rows; -> how many."""
+    current = {shard.name + ".parquet" for shard in shards}
+    removed = 0
+    for folder in ("faces", "errors"):
+        path = os.path.join(job.out, folder)
+        for name in sorted(os.listdir(path)) if os.path.isdir(path) else ():
+            if name.endswith(".parquet") and name.startswith(("photos-", "video-")) and name not in current:
+                os.remove(os.path.join(path, name))
+                removed += folder == "faces"
+    return removed
 
 
 def _reachable(address):
@@ -272,7 +325,16 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     from ferkit import files
     started = time.perf_counter()
     shards = job.shards()
-    todo = collections.deque(s for s in shards if not done(job, s))
+    stale = forget_stale_shards(job, shards)
+    if stale:
+        print(f"note: {stale} shards of inputs that changed or are no longer given were removed", file=sys.stderr)
+    problems = {s.name: shard_problem(job, s) for s in shards}
+    redone = [name for name, problem in problems.items() if problem not in (None, "not written")]
+    for name in redone[:5]:
+        print(f"note: shard {name} is redone: {problems[name]}", file=sys.stderr)
+    if len(redone) > 5:
+        print(f"note: ... and {len(redone) - 5} more shards are redone", file=sys.stderr)
+    todo = collections.deque(s for s in shards if problems[s.name] is not None)
     ran, used, deaths, totals = len(todo), 0, 0, collections.Counter()
     connected = bool(todo) and not ray.is_initialized()  # nothing left to do: no Ray at all
     if connected:

@@ -182,3 +182,39 @@ def test_a_node_removed_mid_run_loses_nothing(tmp_path):
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def rows_of(out):
+    """The dataset's face rows as comparable tuples (source, frame, face, width, emotion), sorted."""
+    faces = faces_table(out)
+    return sorted(zip(faces["source"], faces["frame"].fillna(-1), faces["face"], faces["w"], faces["emotion"]))
+
+
+def test_damaged_or_foreign_shards_are_redone_and_changed_inputs_match_a_fresh_run(tmp_path):
+    """Shards that do not read back as what they wrote are redone, with a note; after inputs are added,
+    removed, renamed or edited, a rerun's dataset holds exactly what a fresh run's on them holds."""
+    folder = many_photos(tmp_path / "photos", 6)
+    out = tmp_path / "dataset"
+    run = lambda: run_script("annotate.py", folder, "--out", out, "--workers", 1, "--batch", 2, check=0)  # noqa: E731
+    run()
+    names = sorted(os.listdir(out / "faces"))
+    assert len(names) == 3
+    first, second, third = (out / "faces" / n for n in names)
+    first.write_bytes(first.read_bytes()[:100])                   # truncated
+    second.write_bytes(third.read_bytes())                        # another shard's file under its name
+    table = pq.read_table(third)
+    pq.write_table(table.slice(0, 0).replace_schema_metadata(table.schema.metadata), third)  # its rows deleted
+    proc = run()
+    assert proc.stderr.count("is redone") == 3 and "Traceback" not in proc.stderr, proc.stderr
+    exactly_once(out, 6)
+    # Inputs change: one edited (another size), one removed, one renamed, one added.
+    cv2.imwrite(str(folder / "000.jpg"), cv2.resize(cv2.imread(SAMPLE), (500, 500)))
+    os.remove(folder / "001.jpg")
+    os.rename(folder / "002.jpg", folder / "010.jpg")
+    cv2.imwrite(str(folder / "011.jpg"), cv2.resize(cv2.imread(SAMPLE), (420, 420)))
+    proc = run()
+    assert "shards of inputs that changed or are no longer given were removed" in proc.stderr, proc.stderr
+    fresh = tmp_path / "fresh"
+    run_script("annotate.py", folder, "--out", fresh, "--workers", 1, "--batch", 2, check=0)
+    assert rows_of(out) == rows_of(fresh)
+    assert sorted(os.listdir(out / "faces")) == sorted(os.listdir(fresh / "faces"))
