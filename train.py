@@ -19,6 +19,7 @@ unless --overwrite says so.
 import csv
 import math
 import os
+import contextlib
 import signal
 import sys
 import time
@@ -325,16 +326,18 @@ class Trainer:
                 if t is not None:
                     feed[self.targets] = t
                 fetches = [self.train_op, self.cross_entropy, self.correct] + ([self.summaries] if step % 50 == 0 else [])
-                out = session.run(fetches, feed)
-                if not np.isfinite(out[1]):
-                    raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); the last saved state "
-                                        f"is kept; the learning rate {s.lr:g} is probably too high: try --lr "
-                                        f"{s.lr / 10:g}")
-                step += 1
+                with signals_after_the_step():  # a step applied is a step counted: the resumed log is the same
+                    out = session.run(fetches, feed)
+                    if not np.isfinite(out[1]):
+                        raise cli.UserError(f"loss became {out[1]} at step {step} (epoch {epoch + 1}); the last saved "
+                                            f"state is kept; the learning rate {s.lr:g} is probably too high: try --lr "
+                                            f"{s.lr / 10:g}")
+                    step += 1
+                    stats.update(loss_sum=stats["loss_sum"] + float(out[1]) * len(batch),
+                                 hits=stats["hits"] + int(out[2]), seen=stats["seen"] + len(batch),
+                                 seconds=done + time.perf_counter() - start)
                 if len(out) == 4:
                     writer.add_summary(out[3], step)
-                stats.update(loss_sum=stats["loss_sum"] + float(out[1]) * len(batch), hits=stats["hits"] + int(out[2]),
-                             seen=stats["seen"] + len(batch), seconds=done + time.perf_counter() - start)
                 if i % 10 == 0 or i == spe - 1:
                     bar.set_postfix(loss=f"{stats['loss_sum'] / stats['seen']:.3f}", acc=f"{stats['hits'] / stats['seen']:.3f}",
                                     img_s=f"{stats['seen'] / stats['seconds']:.0f}")
@@ -431,14 +434,35 @@ class Trainer:
         return state, ended
 
 
+_SIGNALS = {"deferred": False, "pending": False}
+
+
+@contextlib.contextmanager
+def signals_after_the_step():
+    """Ctrl-C or SIGTERM during the block takes effect when it ends: a training step that TensorFlow
+    applied (global_step moved) is then counted in the epoch's loss and accuracy too, so a resumed
+    run logs what an uninterrupted one logs.  An error inside the block goes on as it is."""
+    _SIGNALS["deferred"] = True
+    try:
+        yield
+    finally:
+        _SIGNALS["deferred"] = False
+    if _SIGNALS["pending"]:
+        _SIGNALS["pending"] = False
+        raise KeyboardInterrupt
+
+
 def stop_on_signals():
     """Ctrl-C (SIGINT) and SIGTERM (kill PID, a cluster's scheduler, a container stopping) save and
     stop.  SIGINT's handler is set again because a process started in the background (&, or by a
     parent that ignores it, as test runners' workers do) inherits SIGINT ignored."""
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        if _SIGNALS["deferred"]:
+            _SIGNALS["pending"] = True
+        else:
+            raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def main():

@@ -196,6 +196,8 @@ class Annotator:
         start = time.perf_counter()
         faces, errors = [], []
         photos, frames = (self._photo_rows if shard.kind == "photos" else self._video_rows)(shard, faces, errors)
+        for row in faces + errors:  # Parquet strings are UTF-8: a name's undecodable bytes are kept as \xNN escapes
+            row["source"] = os.fsencode(row["source"]).decode("utf-8", "backslashreplace")
         stats = {"shard": shard.name, "photos": photos, "frames": frames, "faces": len(faces), "errors": len(errors),
                  "seconds": round(time.perf_counter() - start, 3)}
         for folder, rows, schema, columns in (("errors", errors, error_schema(), ERROR_COLUMNS),

@@ -4,6 +4,7 @@ removed mid-run."""
 import csv
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -218,3 +219,14 @@ def test_damaged_or_foreign_shards_are_redone_and_changed_inputs_match_a_fresh_r
     run_script("annotate.py", folder, "--out", fresh, "--workers", 1, "--batch", 2, check=0)
     assert rows_of(out) == rows_of(fresh)
     assert sorted(os.listdir(out / "faces")) == sorted(os.listdir(fresh / "faces"))
+
+
+def test_names_that_are_not_utf8_are_rows_with_escapes(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(SAMPLE, os.path.join(os.fsencode(folder), b"caf\xe9.png"))
+    shutil.copy(SAMPLE, folder / "ok.png")
+    out = tmp_path / "dataset"
+    proc = run_script("annotate.py", folder, "--out", out, "--workers", 1)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(os.path.basename(s) for s in faces_table(out)["source"]) == ["caf\\xe9.png", "ok.png"]

@@ -72,14 +72,14 @@ def log_without_times(folder):
         return without_times(csv.DictReader(f))
 
 
-def kill_after_first_commit(command, folder, delay):
-    """Run command, SIGKILL it `delay` seconds after its first state.json appears -> the finished Popen."""
+def kill_after_first_commit(command, folder, delay, sig=signal.SIGKILL):
+    """Run command, send it sig (SIGKILL) `delay` seconds after its first state.json appears -> the finished Popen."""
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not (folder / "state.json").exists() and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
     proc.communicate()
     return proc
 
@@ -146,7 +146,8 @@ def uninterrupted(tmp_path_factory, synthetic_cache):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill", ["scoring:2", "scoring:2:INT", "after_best:2", "after_last:1", "before_state:3",
-                                  "after_state:2", "after_last:3", "random"])
+                                  "after_state:2", "after_last:3", "random", "SIGTERM:0.1", "SIGTERM:0.4",
+                                  "SIGINT:0.25"])
 def test_every_interruption_resumes_to_the_uninterrupted_runs_end_state(tmp_path, synthetic_cache, uninterrupted,
                                                                          kill):
     """Killed (SIGKILL) or interrupted (Ctrl-C) at each step of the save sequence, or at a random
@@ -156,6 +157,10 @@ def test_every_interruption_resumes_to_the_uninterrupted_runs_end_state(tmp_path
     command = train_command(folder, synthetic_cache, EPOCHS)
     if kill == "random":
         kill_after_first_commit(command, folder, 0.3)  # inside the second epoch's steps
+    elif kill.startswith("SIG"):  # a signal that saves and stops, landing inside a step: the step counts
+        name, delay = kill.split(":")
+        proc = kill_after_first_commit(command, folder, float(delay), getattr(signal, name))
+        assert proc.returncode in (130, 0), proc.stderr[-500:]
     else:
         proc = subprocess.run(command, cwd=ROOT, env=dict(os.environ, FERKIT_KILL_AT=kill), capture_output=True)
         assert proc.returncode == (130 if kill.endswith("INT") else -signal.SIGKILL), (kill, proc.stderr[-500:])
