@@ -23,4 +23,7 @@ def __getattr__(name):
     if name == "PhotoError":  # what Recognizer.recognize raises for an unusable image, naming it
         from ferkit.photos import PhotoError
         return PhotoError
+    if name == "FerkitError":  # the base of every error the toolkit raises: catch this one
+        from ferkit.errors import FerkitError
+        return FerkitError
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

@@ -7,9 +7,12 @@ import sys
 import tempfile
 import threading
 
+from ferkit.errors import FerkitError
 
-class UserError(Exception):
-    """A problem the user can fix (bad file, wrong flag); printed as one line, exit status 2."""
+
+class UserError(FerkitError):
+    """A problem the user can fix (bad file, wrong flag); printed as one line, exit status 2.
+    A FerkitError, so that programs using the API catch it as the toolkit's own."""
 
 
 def quiet_tensorflow():

@@ -24,7 +24,8 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ferkit.cli import UserError, captured_stderr  # noqa: F401 (predict.py imports captured_stderr from here)
+from ferkit.cli import UserError, captured_stderr
+from ferkit.errors import FerkitError  # noqa: F401 (predict.py imports captured_stderr from here)
 
 # We report unreadable images ourselves, in one line each; OpenCV's own decoder warnings would double them.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
@@ -158,7 +159,7 @@ def header_size(raw, kind):
     return None
 
 
-class PhotoError(Exception):
+class PhotoError(FerkitError):
     """An image that cannot be used; the message says why in a few words."""
 
 

@@ -26,7 +26,7 @@ from ferkit import DEFAULT_MODEL, backends
 from ferkit.detectors import MIN_SCORE, make_detector
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE
 from ferkit.faces import crop_face, face_to_48
-from ferkit.photos import PhotoError, as_bgr, read_image
+from ferkit.photos import PhotoError, as_bgr, decode_image, image_kind, read_image
 
 
 class Recognizer:
@@ -51,12 +51,24 @@ class Recognizer:
         return self.classifier.name
 
     def recognize(self, image, rgb=False, largest=False):
-        """Path or NumPy image -> list of face dicts (see the module docstring), largest first."""
-        is_path = isinstance(image, (str, bytes)) or hasattr(image, "__fspath__")
+        """A path, an image file's bytes, a PIL image (read as RGB) or a NumPy image -> list of face dicts
+        (see the module docstring), largest first.  PhotoError (a FerkitError) names what it was given."""
+        is_bytes = isinstance(image, (bytes, bytearray, memoryview)) and image_kind(bytes(image[:16])) is not None
+        is_path = not is_bytes and (isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"))
+        is_pil = hasattr(image, "getbands") and hasattr(image, "convert")
+        what = ("the image bytes" if is_bytes else os.fsdecode(image) if is_path else
+                "the PIL image" if is_pil else "the image array")
         try:
-            bgr = read_image(image) if is_path else as_bgr(image, rgb)
-        except PhotoError as e:  # the same exception, naming what it was given
-            raise PhotoError(f"{os.fsdecode(image) if is_path else 'the image array'}: {e}") from None
+            if is_bytes:
+                bgr = decode_image(bytes(image))
+            elif is_path:
+                bgr = read_image(image)
+            elif is_pil:  # PIL's pixels are RGB(A), whatever rgb= says
+                bgr = as_bgr(np.asarray(image.convert("RGB")), rgb=True)
+            else:
+                bgr = as_bgr(image, rgb)
+        except (PhotoError, ValueError, OSError) as e:  # the same exception, naming what it was given
+            raise PhotoError(f"{what}: {e}") from None
         return self.analyse(bgr, largest=largest)[0]
 
     def analyse(self, bgr, largest=False, attention=False, detections=None, detect=True):

@@ -54,6 +54,11 @@ class TFLiteModel(BatchedModel):
         self.shapes = {k: tuple(d["shape"][1:]) for k, d in zip(self.metadata["outputs"], outputs)}
         self._content = content
         self._planned = {}  # batch size -> an interpreter planned for it (a few, most recently used last)
+        try:  # planned once here: a file whose operators or buffers were cut fails now, in one line
+            self._run(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8), self.metadata["outputs"][:1])
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{path}: the TFLite file is damaged ({str(e).splitlines()[0][:120]}); "
+                            "export it again") from None
 
     def _interpreter_for(self, batch):
         """An interpreter planned for `batch` faces.  Re-planning one for another batch size costs about

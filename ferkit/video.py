@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from ferkit.dataset import EMOTIONS
+from ferkit.errors import FerkitError
 
 SMOOTH = 0.3  # seconds: the time constant of the emotion average; one blink does not flip a label
 MAX_GAP = 1.0  # seconds a track survives unseen (a missed detection, a face turned away, a crossing)
@@ -103,7 +104,7 @@ class Smoother:
         return p
 
 
-class VideoError(Exception):
+class VideoError(FerkitError):
     """A file that cannot be read as a video; the message says why in a few words."""
 
 

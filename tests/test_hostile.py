@@ -310,3 +310,22 @@ def test_evaluate_says_when_it_reads_last_weights(tmp_path, synthetic_cache):
     assert not (folder / "best" / "checkpoint").exists()
     proc = run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache, check=0)
     assert "has no best/ weights yet; using last/" in proc.stderr, proc.stderr
+
+
+def test_the_api_takes_bytes_and_pil_images_and_raises_ferkit_errors(tiny_tflite, tmp_path):
+    import ferkit
+    from PIL import Image
+    recognizer = ferkit.Recognizer(checkpoint=str(tiny_tflite))
+    from_path = recognizer.recognize(SAMPLE)
+    with open(SAMPLE, "rb") as f:
+        assert recognizer.recognize(f.read()) == from_path
+    with Image.open(SAMPLE) as image:
+        assert recognizer.recognize(image) == from_path  # RGB, not read as BGR
+        assert len(recognizer.recognize(image.convert("L"))) == 1
+    for bad, phrase in ((b"\x89PNG\r\n\x1a\n garbage", "the image bytes: truncated PNG"),
+                        (str(tmp_path / "missing.png"), "missing.png: cannot read file"),
+                        (np.zeros((2, 2, 7)), "the image array: not an image array")):
+        with pytest.raises(ferkit.FerkitError, match=phrase):
+            recognizer.recognize(bad)
+    with pytest.raises(ferkit.FerkitError, match="no such file or folder"):
+        ferkit.Recognizer(checkpoint=str(tmp_path / "nowhere.tflite"))
