@@ -200,6 +200,9 @@ def predict_stream(recognizer, args):
     with contextlib.ExitStack() as outputs:
         outputs.callback(stream.close)
         outputs.callback(progress.close)
+        # Put in place last to first: the summary is entered before the CSV, so it lands only after the
+        # CSV did (a full disk at the CSV leaves neither, never a summary without its rows).
+        summary = outputs.enter_context(files.atomic_write(beside(args.csv, ".summary.json"))) if args.csv else None
         if args.csv:
             table = csv.writer(outputs.enter_context(files.atomic_write(args.csv, newline="")))
             table.writerow(video.COLUMNS)
@@ -226,10 +229,9 @@ def predict_stream(recognizer, args):
                                         "to save the results") from None
         tracks = video.summary(records, args.every / fps)
         timeline = args.timeline or (beside(args.csv, ".timeline.png") if args.csv else None)
-        if args.csv:
-            with files.atomic_write(beside(args.csv, ".summary.json")) as f:
-                json.dump({"source": args.video or f"camera {args.camera}", "fps": fps, "every": args.every,
-                           "smooth_s": args.smooth, "tracks": tracks}, f, indent=1)
+        if summary:
+            json.dump({"source": args.video or f"camera {args.camera}", "fps": fps, "every": args.every,
+                       "smooth_s": args.smooth, "tracks": tracks}, summary, indent=1)
         if timeline:
             video.plot_timeline(records, timeline)
     print("\n".join(video.summary_table(tracks)))

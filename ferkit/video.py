@@ -253,7 +253,9 @@ class Video:
         self.recognizer, self.capture, self.fps, self.total = recognizer, capture, fps, total
         self.every, self.largest, self.images, self.live = every, largest, images, live
         self.read_ahead = read_ahead and not live
-        self.tracker, self.smoother = Tracker(), Smoother(smooth)
+        # A track outlives a few classification intervals: with --every 11 at 10 frames/s, faces are
+        # seen 1.1 s apart, longer than MAX_GAP, and each would otherwise start a new track.
+        self.tracker, self.smoother = Tracker(max_gap=max(MAX_GAP, 2.5 * every / fps)), Smoother(smooth)
         self.read, self.end = start, end  # frame numbers: the capture is at `start`; stop before `end`
         self.period = full_search_period(fps, every)
         self._faces = []  # the last classified frame's faces, held for the frames after it

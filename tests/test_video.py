@@ -270,3 +270,18 @@ def test_files_are_read_ahead_and_cameras_frame_by_frame(recognizer, tmp_path):
         records.close()  # the caller stops early
         assert not reader_running()
         stream.close()
+
+
+def test_tracks_follow_a_face_across_skipped_frames(tmp_path, recognizer):
+    """--every 11 at 10 frames/s classifies a frame every 1.1 s, longer than a track's usual gap:
+    one face moving slowly is still one person."""
+    photo = cv2.resize(cv2.imread(SAMPLE), (200, 200))
+    writer = cv2.VideoWriter(str(tmp_path / "slow.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 240))
+    for k in range(67):
+        frame = np.full((240, 480, 3), 60, np.uint8)
+        frame[20:220, 2 * k:2 * k + 200] = photo
+        writer.write(frame)
+    writer.release()
+    records = [r for r in recognizer.video(str(tmp_path / "slow.avi"), every=11)]
+    tracks = {f["track"] for r in records for f in r["faces"]}
+    assert len(records) == 7 and tracks == {1}, tracks
