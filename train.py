@@ -16,7 +16,6 @@ last, and whatever it does not name is removed on the next start.  A folder
 holding a finished model (such as the shipped ones) is never trained into
 unless --overwrite says so.
 """
-import csv
 import math
 import os
 import contextlib
@@ -185,10 +184,9 @@ def evaluate(session, net, loss, images, labels, batch_size=500):
     return total_loss / len(labels), correct / len(labels)
 
 
-def plot_curves(log_path, out_path):
+def plot_curves(rows, out_path):
+    """log.csv's rows (dicts, as in state.json's log) -> the loss and accuracy curves as a PNG."""
     from ferkit.files import new_figure, save_figure
-    with open(log_path) as f:
-        rows = list(csv.DictReader(f))
     if not rows:
         return
     epoch = [int(r["epoch"]) for r in rows]
@@ -430,6 +428,8 @@ class Trainer:
             self.save(session, "last", step)
             state = dict(state, step=step, partial=self.partial)
         state["finished"] = ended != f"stopped at step {step}"
+        if state["best_step"] is not None:  # drawn before the final commit: a kill after it leaves the curves too
+            plot_curves(state["log"], os.path.join(self.run.path, "curves.png"))
         self.run.commit(state)
         return state, ended
 
@@ -507,7 +507,6 @@ def main():
         print(f"stopped at step {state['step']}, before the first epoch ended: no best weights yet{kept}; "
               f"{go_on} to go on" + (", which starts this run again" if replaced_nothing else ""))
         return 0
-    plot_curves(os.path.join(run.folder, runfolder.LOG), os.path.join(run.folder, "curves.png"))
     go_on = "; a larger --max-steps (or none) goes on" if ended.startswith("stopped at step") else ""
     print(f"{ended}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}; "
           f"weights in {run.folder}/best, curves in {run.folder}/curves.png{go_on}")

@@ -329,3 +329,17 @@ def test_the_api_takes_bytes_and_pil_images_and_raises_ferkit_errors(tiny_tflite
             recognizer.recognize(bad)
     with pytest.raises(ferkit.FerkitError, match="no such file or folder"):
         ferkit.Recognizer(checkpoint=str(tmp_path / "nowhere.tflite"))
+
+
+def test_a_kill_right_after_the_final_commit_leaves_the_curves(tmp_path, synthetic_cache):
+    """SIGKILL just after each commit of a 2-epoch run: once state.json says finished, curves.png is there."""
+    for n in range(1, 6):
+        folder = tmp_path / f"run{n}"
+        command = [sys.executable, os.path.join(ROOT, "train.py"), "--arch", "dnn", "--data", str(synthetic_cache),
+                   "--epochs", "2", "--batch-size", "16", "--checkpoint-dir", str(folder)]
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, env=dict(os.environ, FERKIT_KILL_AT=f"after_state:{n}"))
+        if proc.returncode == 0:
+            break
+        state = json.loads((folder / "state.json").read_text())
+        assert not state.get("finished") or (folder / "curves.png").exists(), n
+    assert n > 2 and proc.returncode == 0 and (folder / "curves.png").exists()
