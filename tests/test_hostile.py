@@ -115,7 +115,7 @@ def hostile(tmp_path, tiny_checkpoint, tiny_tflite):
         writer.write(cv2.resize(cv2.imread(SAMPLE), (96, 96)))
     writer.release()
     ckpt = tmp_path / "ckpt"
-    shutil.copytree(tiny_checkpoint, ckpt)
+    shutil.copytree(tiny_checkpoint, ckpt, ignore=shutil.ignore_patterns("eval_*"))  # other tests' reports
     cv2.imwrite(str(ckpt / "eval_PublicTest.png"), np.zeros((8, 8), np.uint8))  # a picture of the user's
     shutil.copy(tiny_tflite, tmp_path / "m.tflite")
     for name, config in (("list_settings", {"model": "dnn", "hparams": {}, "settings": []}),
@@ -343,3 +343,42 @@ def test_a_kill_right_after_the_final_commit_leaves_the_curves(tmp_path, synthet
         state = json.loads((folder / "state.json").read_text())
         assert not state.get("finished") or (folder / "curves.png").exists(), n
     assert n > 2 and proc.returncode == 0 and (folder / "curves.png").exists()
+
+
+def test_a_folder_replacement_killed_between_its_renames_is_put_back(tmp_path):
+    """replace_folder killed (SIGKILL) between its two renames: the old folder sits aside; the next run of
+    ours in that folder puts it back, and a later replacement that arrives removes the set-aside copy."""
+    code = ("import os, sys\nfrom ferkit import files\nos.makedirs(sys.argv[1] + '.new/x', exist_ok=True)\n"
+            "open(sys.argv[1] + '.new/x/f', 'w').write('new')\nfiles.replace_folder(sys.argv[1] + '.new', sys.argv[1])\n")
+    folder = tmp_path / "model"
+    (folder / "x").mkdir(parents=True)
+    (folder / "x" / "f").write_text("old")
+    proc = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True,
+                          env=dict(os.environ, FERKIT_KILL_AT="aside:1"))
+    assert proc.returncode == -9 and not folder.exists()
+    aside = [n for n in os.listdir(tmp_path) if n.startswith(".ferkit-aside-")]
+    assert len(aside) == 1 and (tmp_path / aside[0] / "x" / "f").read_text() == "old"
+    from ferkit import files
+    files.check_outputs([("--out", str(tmp_path / "other.json"), "file")])  # any command of ours writing there
+    assert (folder / "x" / "f").read_text() == "old" and not any(n.startswith(".ferkit-") for n in os.listdir(tmp_path))
+    subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, check=True)
+    assert (folder / "x" / "f").read_text() == "new" and sorted(os.listdir(tmp_path)) == ["model"]
+
+
+def test_an_exclusive_write_never_replaces_what_appeared_meanwhile(tmp_path):
+    """Two exports to one new name at once, without --overwrite: the one that finishes second keeps the first's."""
+    from ferkit import files
+    target = tmp_path / "m.tflite"
+    with pytest.raises(Exception, match="appeared while this run was writing it"):
+        with files.atomic_write(target, "wb", exclusive=True) as f:
+            f.write(b"mine")
+            target.write_bytes(b"the other run's")  # the other export lands first
+    assert target.read_bytes() == b"the other run's" and os.listdir(tmp_path) == ["m.tflite"]
+
+
+def test_a_csv_named_without_gz_finds_the_gz_beside_it(tmp_path):
+    labels = np.repeat(np.arange(7), 3)
+    text = "emotion,pixels,Usage\n" + "\n".join(csv_rows(labels, ["Training"] * 14 + ["PublicTest"] * 7)) + "\n"
+    (tmp_path / "fer2013.csv.gz").write_bytes(gzip.compress(text.encode()))
+    proc = run_script("preprocess.py", "--input", tmp_path / "fer2013.csv", "--out", tmp_path / "c.npz")
+    assert proc.returncode == 0 and "reading" in proc.stderr and (tmp_path / "c.npz").exists(), proc.stderr
