@@ -145,7 +145,8 @@ def main():
                     f.write(content)
             else:
                 with files.atomic_path(out, directory=True, exclusive=not args.overwrite) as tmp:
-                    write_saved_model(tf, session, graph, tmp, meta)
+                    with files.no_space_is_one_line(out):
+                        write_saved_model(tf, session, graph, tmp, meta)
     kind = {"none": "float32", "float16": "float16 weights", "dynamic": "dynamic-range quantized (int8 weights)",
             "int8": "int8"}[args.quantize]
     print(f"wrote {out}: {fmt}, {kind}, {cli.size_of(out) / 1e6:.2f} MB "

@@ -470,7 +470,7 @@ def main():
     if args.old_model:
         print(f"note: --model is now --arch in train.py (--model {args.old_model} still works)", file=sys.stderr)
     stop_on_signals()
-    from ferkit import checkpoints
+    from ferkit import checkpoints, files
     if s.init_from:
         checkpoints.read_config(s.init_from)  # a wrong folder fails at once, before TensorFlow loads
     tf = cli.quiet_tensorflow()  # before the model's module imports it: without its start-up chatter
@@ -494,7 +494,10 @@ def main():
         tf.set_random_seed(s.seed)
         trainer = Trainer(s, args.max_steps, config, sets, run, steps_per_epoch)
         print(f"{trainer.parameters:,} parameters")
-        with tf.Session(config=checkpoints.session_config(s.bf16)) as session:
+        # A full disk anywhere in training (checkpoints, the TensorBoard log, state.json) is one line;
+        # what was committed before stays, and the same command resumes from it once there is room.
+        with tf.Session(config=checkpoints.session_config(s.bf16)) as session, files.no_space_is_one_line(
+                run.folder, "what the last finished epoch committed is kept, and the same command resumes from it"):
             state, ended = trainer.loop(session)
         replaced_nothing = run.replacing
     finally:

@@ -1,13 +1,17 @@
 """How YuNet's score threshold trades faces found against false faces on photos with no face.
 
-    python benchmarks/bench_false_faces.py [--data data/fer2013.npz] [--faces 600] [--faceless 600]
+    python benchmarks/bench_false_faces.py [--data data/fer2013.npz] [--faces 600] [--faceless 600] [--no-real]
 
 Photos with a face: PublicTest faces pasted into synthetic photos (ferkit.roundtrip.face_photo:
 upscaled to 150-250 px, rotated up to 15 degrees, on blurred noise), plus the two real photos
 at hand (samples/astronaut.png and matplotlib's grace_hopper.jpg).  Photos with no face: 640x480
 crops, at random scales, of what matplotlib ships that holds no face (two terrain models shaded
 as relief, which look like craters and hills; an MRI slice; a photo of a package; a logo), blurred
-noise like the pasted faces' backgrounds, and stripes and checkerboards.  Each photo is searched
+noise like the pasted faces' backgrounds, and stripes and checkerboards; with --real (the default), two
+in three faceless photos are instead crops of real photographs that scikit-image ships with no face in
+them (a cat, coffee, coins, rocks, grass, bricks, the moon, the Hubble deep field, a rocket, a
+motorcycle, a horse, a page of text, cells and a retina; pip install -r benchmarks/requirements.txt).
+Each photo is searched
 as YuNetDetector searches it (the coarse search, then the full-size one when that finds nothing)
 and the table gives, for each threshold of each search, the share of faces found and the false
 faces per 100 faceless photos.  PrivateTest is never read.
@@ -51,6 +55,23 @@ def faceless_sources():
     return sources
 
 
+# scikit-image's bundled photographs without a human face (astronaut, camera and the LFW subset have
+# faces; the GIF is a film still): animals, food, astronomy, textures, objects, text, micrographs.
+REAL_FACELESS = ("brick.png", "chelsea.png", "coffee.png", "coins.png", "grass.png", "gravel.png",
+                 "hubble_deep_field.jpg", "moon.png", "rocket.jpg", "motorcycle_left.png", "clock_motion.png",
+                 "page.png", "text.png", "retina.jpg", "ihc.png", "cell.png", "horse.png", "microaneurysms.png")
+
+
+def real_faceless_sources():
+    """scikit-image's real photographs with no face, as BGR or gray arrays."""
+    try:
+        import skimage
+    except ImportError:
+        sys.exit("--real needs scikit-image: pip install -r benchmarks/requirements.txt (or pass --no-real)")
+    folder = os.path.join(os.path.dirname(skimage.__file__), "data")
+    return [cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR) for name in REAL_FACELESS]
+
+
 def faceless_photo(sources, rng):
     """A 640x480 BGR crop of a random source at a random scale (or blurred noise), randomly lit."""
     kind = rng.integers(len(sources) + 1)
@@ -84,6 +105,8 @@ def main():
     parser.add_argument("--data", default="data/fer2013.npz")
     parser.add_argument("--faces", type=int, default=600)
     parser.add_argument("--faceless", type=int, default=600)
+    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="two in three faceless photos from scikit-image's real photographs (default: on)")
     args = parser.parse_args()
     from matplotlib import cbook
     detector = YuNetDetector(score_threshold=0.3)
@@ -95,9 +118,11 @@ def main():
         with_face.append((searches(detector, photo), centre))
     real = [cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")),
             cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
-    sources = faceless_sources()
-    faceless = [searches(detector, faceless_photo(sources, rng)) for _ in range(args.faceless)]
-    print(f"{len(with_face)} photos with a pasted PublicTest face, {len(faceless)} photos with no face; "
+    sources, real_sources = faceless_sources(), real_faceless_sources() if args.real else None
+    faceless = [searches(detector, faceless_photo(real_sources if real_sources and k % 3 else sources, rng))
+                for k in range(args.faceless)]
+    print(f"{len(with_face)} photos with a pasted PublicTest face, {len(faceless)} photos with no face"
+          f"{' (two in three real photographs)' if args.real else ''}; "
           "found = the pasted face among the detections; false = detections on faceless photos")
     print(f"{'coarse':>7} {'full':>5} {'faces found':>12} {'false per 100':>14} {'photos with one':>16}  real photos")
     for coarse_t in THRESHOLDS:

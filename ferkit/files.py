@@ -8,6 +8,7 @@
   compact_png(data) -> bytes                     a PNG's pixels as a 256-colour PNG (a third of the bytes)
   remove_stale_temporaries(folder)               what killed runs of ours left in folder
   with c_path(path) as name: cv2.VideoWriter(name) a name C libraries can take, whatever path's bytes
+  with no_space_is_one_line(path): save(...)      a full disk inside a library's own writer, as our one line
   fault_point(name)                              the interruption tests' hook (FERKIT_KILL_AT)
   check_outputs(outputs, inputs, overwrite)      the one rule for what a command may write (below)
   written_by_us(path)                            whether an existing file carries our mark
@@ -215,6 +216,36 @@ def _fsync_folder(folder):
 def _disk_full(path, error):
     return UserError(f"{path}: no space left on the device ({error.strerror}); nothing was written there. "
                      "Free some space, or write somewhere else, and run again")
+
+
+def _is_disk_full(error):
+    return isinstance(error, OSError) and error.errno == errno.ENOSPC or "No space left on device" in str(error)
+
+
+@contextlib.contextmanager
+def no_space_is_one_line(path, left="nothing was written there"):
+    """Turn a full disk met inside the block by a library that writes by itself (TensorFlow's savers
+    and event writer raise their own error types, with the OS's message inside) into the one-line
+    UserError of ours, saying what is `left`.  The library's background threads that meet it die
+    quietly meanwhile: the block's own error says it once."""
+    import threading
+    earlier = threading.excepthook
+
+    def quiet(hook):
+        if not _is_disk_full(hook.exc_value):
+            earlier(hook)
+    threading.excepthook = quiet
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as e:
+        if _is_disk_full(e):
+            raise UserError(f"{path}: no space left on the device; {left}. Free some space, or write somewhere "
+                            "else, and run again") from None
+        raise
+    finally:
+        threading.excepthook = earlier
 
 
 def temporary_name(path):

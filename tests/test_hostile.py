@@ -382,3 +382,28 @@ def test_a_csv_named_without_gz_finds_the_gz_beside_it(tmp_path):
     (tmp_path / "fer2013.csv.gz").write_bytes(gzip.compress(text.encode()))
     proc = run_script("preprocess.py", "--input", tmp_path / "fer2013.csv", "--out", tmp_path / "c.npz")
     assert proc.returncode == 0 and "reading" in proc.stderr and (tmp_path / "c.npz").exists(), proc.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB tmpfs at tmp_path/disk (needs root, as CI has; skipped otherwise, saying why)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root): the full-disk cases are not run")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_disk, synthetic_cache, tiny_checkpoint):
+    proc = run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 1, "--batch-size", 16,
+                      "--checkpoint-dir", small_disk / "run", process=True)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "no space left on the device" in lines[-1], proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception in thread" not in proc.stderr, proc.stderr
+    shutil.rmtree(small_disk / "run")
+    proc = run_script("export.py", "--checkpoint", tiny_checkpoint, "--out", small_disk / "saved", "--format",
+                      "saved_model", "--data", synthetic_cache, process=True)
+    assert proc.returncode == 2 and "no space left on the device" in proc.stderr and "Traceback" not in proc.stderr, \
+        proc.stderr
+    assert os.listdir(small_disk) == []  # no export, no temporary
