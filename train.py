@@ -290,8 +290,14 @@ class Trainer:
         session.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
         state = self.run.state
         if state:
-            self.savers["last"].restore(session, os.path.join(self.run.path, "last",
-                                                              f"{checkpoints.CHECKPOINT_PREFIX}-{state['step']}"))
+            prefix = os.path.join(self.run.path, "last", f"{checkpoints.CHECKPOINT_PREFIX}-{state['step']}")
+            for name in checkpoints.checkpoint_files(self.run.path, "last", state["step"]):
+                cli.require_regular(os.path.join(self.run.path, "last", name), "checkpoint file")
+            try:
+                self.savers["last"].restore(session, prefix)
+            except (tf.errors.OpError, ValueError) as e:  # a truncated data file, a garbage index
+                raise cli.UserError(f"{prefix}: the checkpoint to resume from is damaged ({str(e).splitlines()[0][:100]}); "
+                                    "nothing was changed. Move the folder away, or --overwrite to train it afresh") from None
             print(f"resuming from {self.run.folder}/last at step {state['step']} "
                   f"(epoch {state['step'] // self.steps_per_epoch + 1})")
             return dict(state, log=state.get("log", []))

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import models
 from ferkit.batched import BatchedModel
-from ferkit.cli import UserError, quiet_tensorflow, read_json
+from ferkit.cli import UserError, quiet_tensorflow, read_json, require_regular
 from ferkit.files import atomic_write
 from ferkit.dataset import IMAGE_SIZE, normalise
 from ferkit.faces import to_model_input
@@ -218,6 +218,8 @@ def restore(session, variables, folder, which="best"):
         import sys
         print(f"note: {folder} has no {which}/ weights yet; using last/ ({os.path.basename(path)})", file=sys.stderr)
     shards = [n for n in os.listdir(os.path.dirname(path)) if n.startswith(os.path.basename(path) + ".data-")]
+    for name in shards + [os.path.basename(path) + ".index"]:  # a FIFO among them would block TensorFlow's read
+        require_regular(os.path.join(os.path.dirname(path), name), "checkpoint file")
     if not shards:
         raise UserError(f"{path}: the weights file ({os.path.basename(path)}.data-*) is missing; "
                         "copy the whole checkpoint folder again, or train again")

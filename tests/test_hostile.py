@@ -407,3 +407,26 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_disk, syn
     assert proc.returncode == 2 and "no space left on the device" in proc.stderr and "Traceback" not in proc.stderr, \
         proc.stderr
     assert os.listdir(small_disk) == []  # no export, no temporary
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage index", "fifo"])
+def test_a_damaged_resume_point_is_one_line_and_nothing_is_removed(tmp_path, synthetic_cache, damage):
+    folder = tmp_path / "run"
+    run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 3, "--batch-size", 16,
+               "--max-steps", 7, "--checkpoint-dir", folder, check=0)
+    last = folder / "last"
+    data = next(p for p in last.iterdir() if ".data-" in p.name)
+    if damage == "truncate":
+        data.write_bytes(data.read_bytes()[:1000])
+    elif damage == "garbage index":
+        next(p for p in last.iterdir() if p.name.endswith(".index")).write_bytes(b"\x00garbage" * 50)
+    else:
+        data.unlink()
+        os.mkfifo(data)
+    before = tree_digest(folder)
+    proc = run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 3, "--batch-size", 16,
+                      "--checkpoint-dir", folder, process=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert ("damaged" in lines[-1] or "not a regular file" in lines[-1]), proc.stderr
+    assert tree_digest(folder) == before
