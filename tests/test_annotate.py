@@ -7,6 +7,8 @@ import os
 import shutil
 import signal
 import threading
+import subprocess
+import sys
 import time
 
 import cv2
@@ -230,3 +232,54 @@ def test_names_that_are_not_utf8_are_rows_with_escapes(tmp_path):
     proc = run_script("annotate.py", folder, "--out", out, "--workers", 1)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert sorted(os.path.basename(s) for s in faces_table(out)["source"]) == ["caf\\xe9.png", "ok.png"]
+
+
+def _descendants(root):
+    """{pid: start time} of root's descendants now, from /proc."""
+    table = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            table[int(pid)] = (int(fields[1]), fields[19])
+        except (OSError, IndexError):
+            pass
+    found, frontier = {}, {root}
+    while frontier:
+        frontier = {p for p, (parent, _) in table.items() if parent in frontier and p not in found}
+        found.update((p, table[p][1]) for p in frontier)
+    return found
+
+
+def _still_running(processes):
+    alive = []
+    for pid, start in processes.items():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[19] == start:
+                    alive.append(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def test_a_killed_driver_takes_embedded_ray_with_it(tmp_path):
+    """SIGKILL to annotate.py while its embedded Ray works: within seconds none of the processes it had
+    started is left (Ray's agents used to live on, orphaned, for a minute or more)."""
+    folder = many_photos(tmp_path / "photos", 40)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "annotate.py"), str(folder), "--out",
+                             str(tmp_path / "dataset"), "--workers", "1", "--batch", "1"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (tmp_path / "dataset" / "faces").is_dir() or not os.listdir(tmp_path / "dataset" / "faces"):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    started = _descendants(proc.pid)
+    names = [open(f"/proc/{p}/comm").read().strip() for p in _still_running(started)]
+    assert "raylet" in names and any(n.startswith("ray::") for n in names), names
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 15
+    while _still_running(started) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _still_running(started) == []
