@@ -193,6 +193,7 @@ class RunFolder:
             raise UserError(f"{folder} holds a finished model (best/ weights, nothing to resume); nothing was changed. "
                             "Pass another --checkpoint-dir, or --overwrite to replace it")
         if used:
+            files.remove_stale_temporaries(folder)  # a killed run's own temporaries are ours, not foreign
             foreign = sorted(n for n in os.listdir(folder) if n not in OURS and not n.startswith(OURS_PREFIXES))
             if foreign:
                 raise UserError(f"--overwrite {folder}: it also holds files train.py did not write "

@@ -430,3 +430,14 @@ def test_a_damaged_resume_point_is_one_line_and_nothing_is_removed(tmp_path, syn
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert ("damaged" in lines[-1] or "not a regular file" in lines[-1]), proc.stderr
     assert tree_digest(folder) == before
+
+
+def test_train_overwrite_is_not_refused_for_a_killed_runs_own_temporary(tmp_path, synthetic_cache):
+    folder = tmp_path / "run"
+    args = ["train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 1, "--batch-size", 16,
+            "--checkpoint-dir", folder]
+    run_script(*args, check=0)
+    (folder / ".ferkit-999999-dead.tmp.json").write_text("{}")  # what a run killed inside a write left
+    proc = run_script(*args, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert not any(n.startswith(".ferkit-") for n in os.listdir(folder))
