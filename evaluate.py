@@ -66,7 +66,7 @@ def report_stems(classifier, args, labels_tag, data_info):
             for suffix in ("", "_tta")[:1 + args.tta]}
 
 
-def main():
+def parse_args():
     parser = cli.ArgumentParser(__doc__)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", nargs="+", metavar="NAME", help="shipped model name(s)")
@@ -90,17 +90,13 @@ def main():
     args = parser.parse_args()
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    return args
 
-    from ferkit import backends, data, files, metrics
-    paths = args.checkpoint or [backends.resolve(model=m, fast=False) for m in args.model]
-    for path in paths:  # a wrong name or folder is reported before TensorFlow loads
-        backends.check(path)
-    classifiers = [backends.load(p, bfloat16=args.bf16) for p in paths]  # fail on a bad model before reading data
-    for classifier in classifiers:  # where the reports go must be writable: find out now, not after minutes of computing
-        folder = report_base(classifier, args.out)[0]
-        if args.out or backends.is_shipped(classifier.path):
-            cli.output_folder(folder, "--out")
-        cli.check_writable(folder, "the evaluation reports (give --out, a writable folder)")
+
+def load_faces(args):
+    """--data's --split faces and labels (FER+'s majority labels with --labels ferplus) -> (images uint8
+    (N, 48, 48, 1), labels (N,), the report's "data" entry: path, labels, faces, fingerprint[, left_out])."""
+    from ferkit import data
     splits = data.load(args.data, splits=(args.split,)).splits
     if len(splits.get(args.split, ((), ()))[1]) == 0:
         have = [s for s, (_, y) in data.load(args.data).splits.items() if len(y)]
@@ -117,6 +113,22 @@ def main():
         print(f"FER+ labels: {len(labels)} {args.split} faces with a clear majority, {data_info['left_out']} left out",
               file=sys.stderr if args.json else sys.stdout)
     data_info.update(faces=len(labels), fingerprint=data.fingerprint(images, labels))
+    return images, labels, data_info
+
+
+def main():
+    args = parse_args()
+    from ferkit import backends, files, metrics
+    paths = args.checkpoint or [backends.resolve(model=m, fast=False) for m in args.model]
+    for path in paths:  # a wrong name or folder is reported before TensorFlow loads
+        backends.check(path)
+    classifiers = [backends.load(p, bfloat16=args.bf16) for p in paths]  # fail on a bad model before reading data
+    for classifier in classifiers:  # where the reports go must be writable: find out now, not after minutes of computing
+        folder = report_base(classifier, args.out)[0]
+        if args.out or backends.is_shipped(classifier.path):
+            cli.output_folder(folder, "--out")
+        cli.check_writable(folder, "the evaluation reports (give --out, a writable folder)")
+    images, labels, data_info = load_faces(args)
     log = sys.stderr if args.json else sys.stdout
     labels_tag = "_ferplus" if args.labels == "ferplus" else ""  # FER+ reports sit beside FER-2013's
 

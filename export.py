@@ -85,7 +85,7 @@ def check_out(out, source, overwrite):
                             "replace it (nothing was changed); choose another --out, or move it away yourself")
 
 
-def main():
+def parse_args():
     parser = cli.ArgumentParser(__doc__)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", metavar="NAME", help="a shipped model (ferkit/pretrained/NAME)")
@@ -101,14 +101,20 @@ def main():
                         help="int8: this many Training faces, drawn at random with a fixed seed (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args()
-    fmt = args.format or ("tflite" if args.out.endswith(".tflite") else "saved_model")
-    if fmt == "saved_model" and args.quantize != "none":
+    args.format = args.format or ("tflite" if args.out.endswith(".tflite") else "saved_model")
+    if args.format == "saved_model" and args.quantize != "none":
         parser.error(f"--quantize {args.quantize} applies to --format tflite; a SavedModel keeps float32 weights")
     if args.calibration_faces < 1:
         parser.error(f"--calibration-faces must be at least 1, got {args.calibration_faces}")
-    out = args.out.rstrip("/") or args.out
-    if not out.strip():
+    args.out = args.out.rstrip("/") or args.out
+    if not args.out.strip():
         parser.error("--out is empty; give the .tflite file or SavedModel folder to write, such as runs/model.tflite")
+    return args
+
+
+def main():
+    args = parse_args()
+    fmt, out = args.format, args.out
     folder = backends.resolve(args.checkpoint, args.model, fast=False)
     check_out(out, folder, args.overwrite)
     files.check_outputs([("--out", out, "file" if fmt == "tflite" else "folder")],

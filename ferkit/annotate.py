@@ -219,15 +219,11 @@ def _face_row(source, frame, time_s, track, rank, face):
     return row
 
 
-def done(job, shard):
-    """Whether the shard's files are in OUT and read back as what it wrote: both Parquet files whole,
-    of our schemas, their metadata naming this shard, and as many rows as it counted.  Anything
-    else (truncated, emptied, another dataset's, rows deleted) is not done, and the shard is redone."""
-    return shard_problem(job, shard) is None
-
-
 def shard_problem(job, shard):
-    """None for a finished shard; else why it does not count as finished (None too if it was never written)."""
+    """None for a finished shard, "not written", or why its files do not count as finished.  A shard is
+    finished when both its Parquet files are in OUT and read back as what it wrote: whole, of our
+    schemas, their metadata naming this shard, and as many rows as it counted.  Anything else
+    (truncated, emptied, another dataset's, rows deleted) is redone."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     faces = os.path.join(job.out, "faces", shard.name + ".parquet")
@@ -374,17 +370,9 @@ def start_ray(address, workers, verbose):
                         "one (ray start --head) or leave --address out to run on this machine") from None
 
 
-def run(job, workers, address=None, verbose=False, progress=True, threads=1):
-    """Every shard not yet done, on `workers` actors -> the summary (also written to OUT/summary.json).
-    Starts Ray embedded on this machine (address None) or joins the cluster at address, unless this
-    process is already connected to one; disconnects at the end only if it connected."""
-    import logging
-    import ray
-    from ray.exceptions import RayActorError
-    from tqdm import tqdm
-    from ferkit import files
-    started = time.perf_counter()
-    shards = job.shards()
+def left_to_do(job, shards):
+    """The shards to run: those never written, and those whose files do not read back as finished
+    (each said in a note); the files of shards no longer among `shards` are removed first."""
     stale = forget_stale_shards(job, shards)
     if stale:
         print(f"note: {stale} shards of inputs that changed or are no longer given were removed", file=sys.stderr)
@@ -394,7 +382,20 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
         print(f"note: shard {name} is redone: {problems[name]}", file=sys.stderr)
     if len(redone) > 5:
         print(f"note: ... and {len(redone) - 5} more shards are redone", file=sys.stderr)
-    todo = collections.deque(s for s in shards if problems[s.name] is not None)
+    return [s for s in shards if problems[s.name] is not None]
+
+
+def run(job, workers, address=None, verbose=False, progress=True, threads=1):
+    """Every shard not yet done, on `workers` actors -> the summary (also written to OUT/summary.json).
+    Starts Ray embedded on this machine (address None) or joins the cluster at address, unless this
+    process is already connected to one; disconnects at the end only if it connected."""
+    import logging
+    import ray
+    from ray.exceptions import RayActorError
+    from tqdm import tqdm
+    started = time.perf_counter()
+    shards = job.shards()
+    todo = collections.deque(left_to_do(job, shards))
     ran, used, deaths, totals = len(todo), 0, 0, collections.Counter()
     connected = bool(todo) and not ray.is_initialized()  # nothing left to do: no Ray at all
     if connected:
@@ -402,12 +403,7 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
             logging.getLogger("ray").setLevel(logging.ERROR)
         start_ray(address, workers, verbose)
     actors = []
-    if todo:  # more workers than the cluster has CPUs for would wait for ever for one
-        room = int(ray.cluster_resources().get("CPU", 0) // threads)
-        if workers > room:
-            print(f"note: the cluster has CPUs for {room} workers; running {max(1, room)}, not {workers}",
-                  file=sys.stderr)
-            workers = max(1, room)
+    workers = _workers_that_fit(workers, threads) if todo else workers
     try:
         remote = ray.remote(num_cpus=threads, max_restarts=0)(Annotator)
         made = iter(range(1 << 30))
@@ -454,10 +450,26 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
             ray.shutdown()
     seconds = time.perf_counter() - started
     items = totals["photos"] + totals["frames"]
+    this_run = {"shards": ran, "skipped": len(shards) - ran, **{k: totals[k] for k in STATS},
+                "wall_seconds": round(seconds, 2), "per_second": round(items / seconds, 1) if ran else None,
+                "workers": workers, "workers_lost": deaths, "workers_at_end": used}
+    return write_summary(job, shards, this_run)
+
+
+def _workers_that_fit(workers, threads):
+    """`workers`, or as many as the cluster has CPUs for (with a note): more would wait for ever for one."""
+    import ray
+    room = int(ray.cluster_resources().get("CPU", 0) // threads)
+    if workers > room:
+        print(f"note: the cluster has CPUs for {room} workers; running {max(1, room)}, not {workers}", file=sys.stderr)
+    return max(1, min(workers, room))
+
+
+def write_summary(job, shards, this_run):
+    """OUT/summary.json: the dataset's counts over all its shards, and this run's -> that dict."""
+    from ferkit import files
     summary = summarise(job, shards)
-    summary["this_run"] = {"shards": ran, "skipped": len(shards) - ran, **{k: totals[k] for k in STATS},
-                           "wall_seconds": round(seconds, 2), "per_second": round(items / seconds, 1) if ran else None,
-                           "workers": workers, "workers_lost": deaths, "workers_at_end": used}
+    summary["this_run"] = this_run
     with files.atomic_write(os.path.join(job.out, "summary.json")) as f:
         json.dump(summary, f, indent=1)
     return summary

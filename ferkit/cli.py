@@ -137,30 +137,17 @@ def output_parent(path, flag, what):
     check_writable(parent, what)
 
 
-def output_folder(path, flag, apart_from=()):
+def output_folder(path, flag):
     """Create the folder an option names for output, or raise a one-line UserError saying why it cannot
-    be used: a file, or a folder that is, is inside or holds one of the inputs `apart_from`."""
+    be used (a file there, or not writable).  Whether it may be written at all (inputs, shipped files,
+    devices) is files.check_outputs's rule, checked before this."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UserError(f"{flag} {path}: is a file, not a folder; give a folder to write into")
-    check_apart(path, apart_from, flag)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot create the folder ({e.strerror})") from None
     check_writable(path, f"the {flag} output")
-
-
-def check_apart(out, inputs, flag):
-    """Refuse (UserError) an output folder that is, is inside, or holds one of the inputs (files or
-    folders): its outputs would overwrite them, or be read back as inputs on the next run."""
-    real_out = os.path.realpath(out)
-    for path in inputs:
-        real = os.path.realpath(path)
-        if os.path.commonpath([real, real_out]) in (real, real_out):
-            where = "is" if real == real_out else ("is inside" if os.path.commonpath([real, real_out]) == real
-                                                   else "holds")
-            raise UserError(f"{flag} {out}: {where} the input {path}; its outputs could overwrite the inputs or be "
-                            "read back as inputs. Choose an output folder apart from them")
 
 
 _STDERR = threading.Lock()  # file descriptor 2 is the process's: one capture at a time (the service's threads)

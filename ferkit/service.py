@@ -211,6 +211,24 @@ async def image_bytes(request, limit, timeout):
     return raw
 
 
+def _one_line_errors(app):
+    """Every error the app answers, as {"error": one line}: ours, Starlette's (404, 405) and FastAPI's."""
+    @app.exception_handler(ApiError)
+    async def api_error(request, e):
+        return error(e.status, e.message, e.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, e):
+        message = {404: f"no such page {request.url.path}; the API is under /v1 (GET /openapi.json lists it)",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
+        return error(e.status_code, message, getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, e):
+        first = e.errors()[0]
+        return error(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+
+
 def create_app(settings):
     """The FastAPI app of these settings; its model thread and models start with it (lifespan)."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferkit-model")
@@ -232,20 +250,7 @@ def create_app(settings):
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    @app.exception_handler(ApiError)
-    async def api_error(request, e):
-        return error(e.status, e.message, e.headers)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request, e):
-        message = {404: f"no such page {request.url.path}; the API is under /v1 (GET /openapi.json lists it)",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
-        return error(e.status_code, message, getattr(e, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request, e):
-        first = e.errors()[0]
-        return error(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}")
+    _one_line_errors(app)
 
     def authorise(request):
         if settings.token is None:
