@@ -322,7 +322,9 @@ def _gone_with_this_process():
     (DashboardAgent, RuntimeEnvAgent) would otherwise live on, orphaned, for a minute or more.
     A watchdog of ours, in a session of its own so that it outlives this process, notes this
     process's descendants while it lives and kills those left once it has gone (its stdin, a
-    pipe from here, closes then).  Linux only (it reads /proc)."""
+    pipe from here, closes then).  Only descendants started after the watchdog count, but all of
+    those do: a program of its own calling run() loses the long-lived children it starts after Ray
+    when it exits.  Linux only (it reads /proc)."""
     import subprocess
     if not os.path.isdir("/proc/self"):
         return None
