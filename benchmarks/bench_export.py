@@ -12,6 +12,7 @@ through the checkpoint and through each quantized TFLite file, start-up
 included (--evaluate-runs each, median).  Run it on an otherwise idle machine.
 """
 import argparse
+import io
 import os
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from ferkit import backends, checkpoints, data
+from ferkit import backends, checkpoints, data, exporting
 from ferkit.cli import size_of
 
 
@@ -55,11 +56,10 @@ def main():
     folder = os.path.join(work, args.model)  # a copy: evaluate.py writes its reports beside the weights
     shutil.copytree(os.path.join(backends.PRETRAINED, args.model), folder)
     forms = [("checkpoint", "-", folder)]
-    exports = [("saved_model", "none", os.path.join(work, "saved_model"), ("--format", "saved_model"))]
-    exports += [("tflite", q, os.path.join(work, f"{q}.tflite"), ("--quantize", q)) for q in args.quantize]
-    for fmt, quantize, path, flags in exports:
-        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--checkpoint", folder, "--out", path,
-                        "--data", args.data, *flags], check=True, capture_output=True, cwd=ROOT)
+    exports = [("saved_model", "none", os.path.join(work, "saved_model"))]
+    exports += [("tflite", q, os.path.join(work, f"{q}.tflite")) for q in args.quantize]
+    for fmt, quantize, path in exports:
+        exporting.export(path, checkpoint=folder, format=fmt, quantize=quantize, data=args.data, log=io.StringIO())
         forms.append((fmt, quantize, path))
 
     faces, labels = data.load(args.data, splits=(args.split,)).splits[args.split]

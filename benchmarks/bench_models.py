@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-import models
+from ferkit import models
 from ferkit import checkpoints
 from ferkit.faces import to_model_input
 from ferkit.cli import quiet_tensorflow

@@ -20,7 +20,7 @@ import time
 import cv2
 import numpy as np
 
-from ferkit import DEFAULT_MODEL
+from ferkit.backends import DEFAULT_MODEL
 from ferkit.faces import crop_face
 from ferkit.photos import read_image
 from ferkit.recognizer import Recognizer

@@ -20,7 +20,8 @@ preprocess.py --ferplus).
 import argparse
 import time
 
-from ferkit import DEFAULT_MODEL, cli, data
+from ferkit import cli, data
+from ferkit.backends import DEFAULT_MODEL
 from ferkit.recognizer import Recognizer
 from ferkit.roundtrip import round_trip
 

@@ -26,6 +26,7 @@ import os
 import sys
 import time
 
+from ferkit import raynode
 from ferkit.cli import UserError
 from ferkit.dataset import EMOTIONS
 
@@ -261,117 +262,6 @@ def forget_stale_shards(job, shards):
     return removed
 
 
-def _reachable(address):
-    """Raise UserError unless something listens at HOST:PORT (within seconds): ray.init would retry for minutes."""
-    import socket
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
-            pass
-    except (OSError, ValueError) as e:
-        raise UserError(f"--address {address}: no Ray cluster answers there ({getattr(e, 'strerror', None) or e}); "
-                        "start one (ray start --head) or leave --address out to run on this machine") from None
-
-
-# The watchdog: while its driver lives, it notes the driver's descendants (PID and start time) once a
-# second; when its stdin closes (the driver has exited, however it died), it kills those still
-# running, and their own descendants, until none is left (a few seconds at most).
-_WATCHDOG = """
-import os, select, signal, sys, time
-
-def table():
-    out = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/stat" % pid, "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            out[int(pid)] = (int(fields[1]), fields[19])  # parent, start time
-        except (OSError, IndexError, ValueError):
-            pass
-    return out
-
-def descendants(roots, now):
-    found, frontier = {}, set(roots)
-    while frontier:
-        frontier = {p for p, (parent, _) in now.items() if parent in frontier and p not in found and p != os.getpid()}
-        found.update((p, now[p][1]) for p in frontier)
-    return found
-
-driver, known = int(sys.argv[1]), {}
-me = table()[os.getpid()][1]  # processes the driver had before Ray started are not Ray's: left alone
-while not (select.select([sys.stdin], [], [], 1.0)[0] and not os.read(sys.stdin.fileno(), 4096)):
-    known.update((p, t) for p, t in descendants({driver}, table()).items() if int(t) >= int(me))
-for _ in range(40):
-    now = table()
-    alive = {p: t for p, t in known.items() if p in now and now[p][1] == t}
-    alive.update(descendants(set(alive), now))
-    if not alive:
-        break
-    for p in alive:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-    known.update(alive)
-    time.sleep(0.25)
-"""
-
-
-def _gone_with_this_process():
-    """Make embedded Ray's processes end with this one, also when it is SIGKILLed: Ray's agents
-    (DashboardAgent, RuntimeEnvAgent) would otherwise live on, orphaned, for a minute or more.
-    A watchdog of ours, in a session of its own so that it outlives this process, notes this
-    process's descendants while it lives and kills those left once it has gone (its stdin, a
-    pipe from here, closes then).  Only descendants started after the watchdog count, but all of
-    those do: a program of its own calling run() loses the long-lived children it starts after Ray
-    when it exits.  Linux only (it reads /proc)."""
-    import subprocess
-    if not os.path.isdir("/proc/self"):
-        return None
-    return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid())], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-LOOPBACK_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-def _loopback_only():
-    """Ray's own single-machine mode (its default on macOS and Windows): it then takes 127.0.0.1 as
-    this node's address instead of turning it into the network interface's (resolve_ip_for_localhost).
-    The variable reaches the processes Ray starts; the constant, read when ray was imported, this one."""
-    os.environ[LOOPBACK_SWITCH] = "0"
-    from ray._private import ray_constants
-    ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def start_ray(address, workers, verbose):
-    """Join the cluster at address, or start Ray embedded in this process.  Embedded Ray listens on
-    loopback alone (node address 127.0.0.1, no dashboard): its ports have no authentication, so
-    anyone who could reach them could run code here.  It gets as many CPUs as the machine has, at
-    most, whatever `workers` asks (1000 CPUs on 2 cores would start 1000 actors)."""
-    import logging
-    import ray
-    if address and address != "auto":
-        _reachable(address)
-    common = dict(include_dashboard=False, log_to_driver=verbose, configure_logging=verbose,
-                  logging_level=logging.INFO if verbose else logging.ERROR)
-    try:
-        if address:
-            ray.init(address=address, **common)
-        else:
-            _loopback_only()
-            start_ray.watchdog = _gone_with_this_process()  # kept: its stdin closes when this process ends
-            ray.init(num_cpus=min(workers, os.cpu_count() or 1), _node_ip_address="127.0.0.1", **common)
-            where = {node["NodeManagerAddress"] for node in ray.nodes()}
-            if where != {"127.0.0.1"}:  # a Ray that ignores the switch: stop rather than listen on the network
-                ray.shutdown()
-                raise UserError(f"this Ray ({ray.__version__}) would listen on {', '.join(sorted(where))}, not on "
-                                "loopback alone; install the version in requirements.txt")
-    except ConnectionError as e:
-        raise UserError(f"--address {address}: cannot join a Ray cluster there ({str(e).splitlines()[0]}); start "
-                        "one (ray start --head) or leave --address out to run on this machine") from None
-
-
 def left_to_do(job, shards):
     """The shards to run: those never written, and those whose files do not read back as finished
     (each said in a note); the files of shards no longer among `shards` are removed first."""
@@ -393,17 +283,15 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
     process is already connected to one; disconnects at the end only if it connected."""
     import logging
     import ray
-    from ray.exceptions import RayActorError
-    from tqdm import tqdm
     started = time.perf_counter()
     shards = job.shards()
     todo = collections.deque(left_to_do(job, shards))
-    ran, used, deaths, totals = len(todo), 0, 0, collections.Counter()
+    ran, used = len(todo), 0
     connected = bool(todo) and not ray.is_initialized()  # nothing left to do: no Ray at all
     if connected:
         if not verbose:  # Ray's notes on start-up (token authentication is on, as it should be): not ours to print
             logging.getLogger("ray").setLevel(logging.ERROR)
-        start_ray(address, workers, verbose)
+        raynode.start_ray(address, workers, verbose)
     actors = []
     workers = _workers_that_fit(workers, threads) if todo else workers
     try:
@@ -415,35 +303,7 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
             actors.append(remote.options(name=prefix + str(next(made))).remote(job, threads))
             return actors[-1]
 
-        idle = [new_actor() for _ in range(min(workers, len(todo)))]
-        pending = {}
-        bar = tqdm(total=ran, unit="shard", disable=not progress, desc="shards")
-        while todo or pending:
-            while idle and todo:
-                actor, shard = idle.pop(), todo.popleft()
-                pending[actor.run.remote(shard)] = (actor, shard)
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            actor, shard = pending.pop(ready[0])
-            try:
-                stats = ray.get(ready[0])
-            except RayActorError as e:  # its process or node died: the shard goes back for another worker
-                deaths += 1
-                if deaths > 3 * workers + 3:
-                    raise UserError(f"workers keep dying ({deaths} so far; the last: {str(e).splitlines()[0]}); "
-                                    "run again with --verbose to see Ray's logs") from None
-                todo.appendleft(shard)
-                actors.remove(actor)
-                busy = len(pending)
-                if busy == 0 or ray.available_resources().get("CPU", 0) >= threads:
-                    idle.append(new_actor())  # a CPU for it (or no worker left at all: wait for one)
-                continue
-            totals.update({k: stats[k] for k in STATS})
-            bar.update()
-            bar.set_postfix(faces=totals["faces"], errors=totals["errors"])
-            idle.append(actor)
-            if len(actors) < workers and todo and ray.available_resources().get("CPU", 0) >= threads:
-                idle.append(new_actor())  # a lost worker's place, once the cluster has room again
-        bar.close()
+        totals, deaths = _drive(todo, new_actor, actors, workers, threads, progress)
         used = len(actors)
     finally:
         for actor in actors:
@@ -456,6 +316,46 @@ def run(job, workers, address=None, verbose=False, progress=True, threads=1):
                 "wall_seconds": round(seconds, 2), "per_second": round(items / seconds, 1) if ran else None,
                 "workers": workers, "workers_lost": deaths, "workers_at_end": used}
     return write_summary(job, shards, this_run)
+
+
+def _drive(todo, new_actor, actors, workers, threads, progress):
+    """Run the shards of `todo` (a deque) on actors until none is left -> (totals Counter of STATS, workers
+    lost).  new_actor() starts one (and adds it to `actors`); a shard whose worker died goes back to the
+    front of the queue for another, and a lost worker is replaced once the cluster has room for it."""
+    import ray
+    from ray.exceptions import RayActorError
+    from tqdm import tqdm
+    deaths, totals = 0, collections.Counter()
+    idle = [new_actor() for _ in range(min(workers, len(todo)))]
+    pending = {}
+    bar = tqdm(total=len(todo), unit="shard", disable=not progress, desc="shards")
+    while todo or pending:
+        while idle and todo:
+            actor, shard = idle.pop(), todo.popleft()
+            pending[actor.run.remote(shard)] = (actor, shard)
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        actor, shard = pending.pop(ready[0])
+        try:
+            stats = ray.get(ready[0])
+        except RayActorError as e:  # its process or node died: the shard goes back for another worker
+            deaths += 1
+            if deaths > 3 * workers + 3:
+                raise UserError(f"workers keep dying ({deaths} so far; the last: {str(e).splitlines()[0]}); "
+                                "run again with --verbose to see Ray's logs") from None
+            todo.appendleft(shard)
+            actors.remove(actor)
+            busy = len(pending)
+            if busy == 0 or ray.available_resources().get("CPU", 0) >= threads:
+                idle.append(new_actor())  # a CPU for it (or no worker left at all: wait for one)
+            continue
+        totals.update({k: stats[k] for k in STATS})
+        bar.update()
+        bar.set_postfix(faces=totals["faces"], errors=totals["errors"])
+        idle.append(actor)
+        if len(actors) < workers and todo and ray.available_resources().get("CPU", 0) >= threads:
+            idle.append(new_actor())  # a lost worker's place, once the cluster has room again
+    bar.close()
+    return totals, deaths
 
 
 def _workers_that_fit(workers, threads):

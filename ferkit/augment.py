@@ -20,7 +20,7 @@ import math
 # Plain TensorFlow: whoever builds a graph has set it up first (ferkit.cli.quiet_tensorflow).
 import tensorflow.compat.v1 as tf
 
-from models.layers import substream
+from ferkit.models.layers import substream
 
 
 def augment(images, max_degrees=10.0, max_scale=0.1, max_shift=4.0, erase=0.0, seed=None):

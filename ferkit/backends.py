@@ -17,6 +17,9 @@ import os
 
 from ferkit.cli import UserError
 
+# The model predict, serve, annotate and Recognizer use unless told otherwise: the ACNN-ALSTM trained on
+# FER+'s votes, by far the best on photos against FER+'s cleaner labels (README, "Faces in photos").
+DEFAULT_MODEL = "acnn_alstm_ferplus"
 FAST_FILE = "model.tflite"                # shipped beside a checkpoint: what predict.py runs for --model NAME
 # The shipped models, inside the package: found wherever it is installed, never relative to the current folder.
 PRETRAINED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")

@@ -15,7 +15,7 @@ A checkpoint folder holds
 import os
 from types import SimpleNamespace
 
-import models
+from ferkit import models
 from ferkit.batched import BatchedModel
 from ferkit.cli import UserError, quiet_tensorflow, read_json, require_regular
 from ferkit.files import atomic_write

@@ -1,12 +1,15 @@
-"""Command-line helpers shared by the scripts: quiet TensorFlow, one-line errors, output folders."""
+"""Command-line helpers shared by every mode: the options they share (defined once, here), quiet
+TensorFlow, one-line errors, the extras a mode needs, output folders."""
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import sys
 import tempfile
 import threading
 
+from ferkit.dataset import CACHE
 from ferkit.errors import FerkitError
 
 
@@ -51,24 +54,89 @@ def quiet_tensorflow():
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the scripts' docstring as help, and option errors in one line
-    ('error: what; see --help'), exit status 2, like every other error of ours."""
+    """argparse with the mode's docstring as help, and option errors in one line
+    ('error: what; see --help'), exit status 2, like every other error of ours.
+    renamed: {old spelling: new option}; the old one still works, with a one-line note on stderr."""
 
-    def __init__(self, description, **kwargs):
+    def __init__(self, description, renamed=None, **kwargs):
         super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+        self.renamed = renamed or {}
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        for i, arg in enumerate(args):
+            name, eq, value = arg.partition("=")
+            if name in self.renamed:
+                print(f"note: {name} is now {self.renamed[name]} ({name} still works)", file=sys.stderr)
+                args[i] = self.renamed[name] + eq + value
+        return super().parse_args(args, namespace)
+
+
+# The options every mode shares, with one spelling, one meaning and one default each.
+
+def add_model_options(parser, default=None, many=False, required=False, checkpoint_help=None):
+    """--model NAME (a shipped model) | --checkpoint PATH (a model of one's own), one of them."""
+    who = parser.add_mutually_exclusive_group(required=required)
+    who.add_argument("--model", default=default, nargs="+" if many else None, metavar="NAME",
+                     help="shipped model" + ("s" if many else "") + " (ferkit/pretrained/NAME)"
+                          + (" (default: %(default)s)" if default else ""))
+    who.add_argument("--checkpoint", nargs="+" if many else None, metavar="PATH",
+                     help=checkpoint_help or "a model of your own: a checkpoint folder written by train, or a .tflite "
+                                             "file or SavedModel folder written by export")
+
+
+def add_data_option(parser, help="preprocess cache or any FER-2013 download"):
+    parser.add_argument("--data", default=CACHE, help=f"{help} (default: %(default)s)")
+
+
+def add_batch_size(parser, default, help="faces per batch"):
+    parser.add_argument("--batch-size", type=int, default=default, metavar="N", help=f"{help} (default: %(default)s)")
+
+
+def add_overwrite(parser, help="replace outputs there even where this toolkit did not write them"):
+    parser.add_argument("--overwrite", action="store_true", help=help)
+
+
+# What each extra of pyproject.toml brings, by the modules a mode imports from it.
+EXTRAS = {"train": ("tensorflow", "matplotlib", "PIL"), "serve": ("fastapi", "uvicorn", "multipart"),
+          "scale": ("ray", "pyarrow", "fsspec"), "video": ("av",)}
+
+
+def install_line(extra):
+    return f'pip install "ferkit[{extra}]" (from a checkout: pip install ".[{extra}]")'
+
+
+def require_extra(extra, what):
+    """Raise a one-line UserError naming the pip line if a module of `extra` is not installed."""
+    missing = [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f"{what} needs {', '.join(missing)}, which is not installed: {install_line(extra)}")
+
+
+def missing_extra_line(error):
+    """A ModuleNotFoundError of a module an extra brings -> the one line that says which pip line, else None."""
+    top = (error.name or "").partition(".")[0]
+    extra = next((e for e, mods in EXTRAS.items() if top in mods), None)
+    return extra and f"this needs {top}, which is not installed: {install_line(extra)}"
+
 
 def run(main):
-    """Call main(); UserError -> 'error: ...' on stderr, exit 2; Ctrl-C -> exit 130; a closed pipe on
+    """Call main(); a FerkitError (UserError, PhotoError...) -> 'error: ...' on stderr, exit 2; a missing
+    extra -> the pip line, exit 2; Ctrl-C -> exit 130; a closed pipe on
     stdout (| head) -> a quiet exit. No traceback for any of them."""
     try:
         status = main()
         sys.stdout.flush()
-    except UserError as e:
+    except FerkitError as e:
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except ModuleNotFoundError as e:
+        if not missing_extra_line(e):
+            raise
+        print(f"error: {missing_extra_line(e)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

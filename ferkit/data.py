@@ -192,9 +192,9 @@ def _parse_usage(text):
 MAX_LINE = 64 * 1024
 
 
-def _read_csv(stream, name, skip_bad, seed):
-    """Binary line stream of a FER-2013 CSV -> Loaded. Line numbers count the header as line 1."""
-    header = stream.readline(MAX_LINE)
+def _csv_columns(header, name):
+    """A FER-2013 CSV's first line (bytes) -> its column names, lower case; DataError unless it is a
+    UTF-8 header with emotion and pixels columns."""
     if not header.strip():
         raise DataError(name, None, "file is empty; expected a FER-2013 CSV with columns emotion,pixels[,Usage]")
     if header.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -211,6 +211,12 @@ def _read_csv(stream, name, skip_bad, seed):
     if missing:
         raise DataError(name, "line 1", f"missing column(s) {', '.join(missing)} (found {', '.join(columns) or 'none'}); "
                         "expected a FER-2013 CSV with columns emotion,pixels[,Usage]")
+    return columns
+
+
+def _read_csv(stream, name, skip_bad, seed):
+    """Binary line stream of a FER-2013 CSV -> Loaded. Line numbers count the header as line 1."""
+    columns = _csv_columns(stream.readline(MAX_LINE), name)
     i_label, i_pixels = columns.index("emotion"), columns.index("pixels")
     i_usage = columns.index("usage") if "usage" in columns else None
 
@@ -339,6 +345,12 @@ def _read_image_folder(root, skip_bad, seed):
                 dest = (images[split], labels[split]) if split else unassigned
                 dest[0].append(face)
                 dest[1].append(label)
+    return _folder_splits(root, images, labels, unassigned, skipped, "test" in subdirs, seed)
+
+
+def _folder_splits(root, images, labels, unassigned, skipped, has_test, seed):
+    """What _read_image_folder gathered -> Loaded: {split: faces} lists stacked; test/ files of no named
+    split halved into PublicTest and PrivateTest; without test/, a validation split carved from Training."""
     loaded = Loaded({}, skipped)
     for s in SPLITS:
         if labels[s]:
@@ -353,7 +365,7 @@ def _read_image_folder(root, skip_bad, seed):
         loaded.splits["PrivateTest"] = test
         _split_off(loaded, "PrivateTest", "PublicTest", len(test[1]) // 2, np.random.default_rng(seed))
         loaded.notes.append(f"test/ split in halves, stratified (seed {seed}): PublicTest for validation, PrivateTest for reporting")
-    elif "test" not in subdirs:
+    elif not has_test:
         _carve_validation(loaded, seed, root, "no test/ folder")
     return loaded
 

@@ -5,6 +5,7 @@ size, the splits, and the pixel normalisation every model input goes through.
   NUM_CLASSES   7
   IMAGE_SIZE    48: faces are IMAGE_SIZE x IMAGE_SIZE grayscale; NUM_PIXELS = 48 * 48
   SPLITS        Training, PublicTest, PrivateTest (FER-2013's Usage column)
+  CACHE         data/fer2013.npz: where preprocess writes the cache and every mode reads it by default
   normalise     pixel values 0..255 (numpy array or TensorFlow tensor, float) -> model input scale
 """
 
@@ -13,6 +14,7 @@ NUM_CLASSES = len(EMOTIONS)
 IMAGE_SIZE = 48
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 SPLITS = ("Training", "PublicTest", "PrivateTest")
+CACHE = "data/fer2013.npz"  # relative to the current folder, as every output default is
 
 # FER-2013's pixel mean and standard deviation are close to these round
 # numbers (0.508 and 0.255 of full scale over Training); fixed constants keep

@@ -22,7 +22,8 @@ import os
 import cv2
 import numpy as np
 
-from ferkit import DEFAULT_MODEL, backends
+from ferkit import backends
+from ferkit.backends import DEFAULT_MODEL
 from ferkit.detectors import MIN_SCORE, make_detector
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE
 from ferkit.faces import crop_face, face_to_48

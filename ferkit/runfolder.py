@@ -82,7 +82,7 @@ def read_state(folder):
     if not os.path.exists(path):
         if has_weights(folder):
             raise UserError(f"{path}: missing, but {folder} holds weights (best/ or last/); nothing was changed. "
-                            "Put state.json back, pass another --checkpoint-dir, or --overwrite to replace the folder")
+                            "Put state.json back, pass another --out, or --overwrite to replace the folder")
         return None
     try:
         state = read_json(path)
@@ -91,7 +91,7 @@ def read_state(folder):
         _check_state_types(state)
     except (ValueError, OSError) as e:
         raise UserError(f"{path}: unreadable ({e}); nothing was changed. Move the folder away or pass another "
-                        "--checkpoint-dir") from None
+                        "--out") from None
     state.setdefault("best_step", step_of(checkpoints.latest(folder, "best")))
     state.setdefault("step", step_of(checkpoints.latest(folder, "last")))
     for which, key in (("best", "best_step"), ("last", "step")):
@@ -101,7 +101,7 @@ def read_state(folder):
         if names is not None and not (any(n.endswith(".index") for n in names) and any(".data-" in n for n in names)):
             raise UserError(f"{path}: names {which}/{checkpoints.CHECKPOINT_PREFIX}-{state[key]}, which is not "
                             f"there (an older state.json put back, or a damaged folder); nothing was changed. Move "
-                            "the folder away, or pass another --checkpoint-dir")
+                            "the folder away, or pass another --out")
     if "log" not in state and os.path.exists(os.path.join(folder, LOG)):
         with open(os.path.join(folder, LOG)) as f:
             state["log"] = list(csv.DictReader(f))[:state.get("epoch", 0)]
@@ -120,7 +120,7 @@ def is_finished(folder, state):
         old = read_json(config_path)
     except ValueError as e:
         raise UserError(f"{config_path}: unreadable ({e}); nothing was changed. Move the folder away, pass another "
-                        "--checkpoint-dir, or --overwrite to replace it") from None
+                        "--out, or --overwrite to replace it") from None
     done = state and state.get("epoch", 0) >= old.get("settings", {}).get("epochs", float("inf"))
     return bool(done or not checkpoints.latest(folder, "last"))
 
@@ -148,7 +148,7 @@ def _lock(folder):
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise UserError(f"{folder}: another train.py (PID {holder}) is training into it; nothing was changed. "
-                            "Wait for it to finish, or pass another --checkpoint-dir") from None
+                            "Wait for it to finish, or pass another --out") from None
         try:
             if os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino:
                 break
@@ -168,13 +168,13 @@ class RunFolder:
 
     def __init__(self, folder, config, overwrite, changed_from):
         if backends.is_shipped(folder):
-            raise UserError(f"--checkpoint-dir {folder}: is a shipped model, which training never writes into "
+            raise UserError(f"--out {folder}: is a shipped model, which training never writes into "
                             "(shipped models change only through tools/ship_exports.py); pass another "
-                            "--checkpoint-dir, such as runs/NAME")
+                            "--out, such as checkpoints/NAME")
         from ferkit.cli import output_folder
         # First: a killed --overwrite's folder, set aside between two renames, goes back where it was.
         files.remove_stale_temporaries(os.path.dirname(os.path.abspath(folder)))
-        output_folder(folder, "--checkpoint-dir")
+        output_folder(folder, "--out")
         self.folder, self.path, self._lock = folder, folder, _lock(folder)
         try:
             self.state = self._open(config, overwrite, changed_from)
@@ -191,14 +191,14 @@ class RunFolder:
             used = False
         if not overwrite and is_finished(folder, state):
             raise UserError(f"{folder} holds a finished model (best/ weights, nothing to resume); nothing was changed. "
-                            "Pass another --checkpoint-dir, or --overwrite to replace it")
+                            "Pass another --out, or --overwrite to replace it")
         if used:
             files.remove_stale_temporaries(folder)  # a killed run's own temporaries are ours, not foreign
             foreign = sorted(n for n in os.listdir(folder) if n not in OURS and not n.startswith(OURS_PREFIXES))
             if foreign:
                 raise UserError(f"--overwrite {folder}: it also holds files train.py did not write "
                                 f"({', '.join(foreign[:5])}); nothing was changed. Move them away, or pass another "
-                                "--checkpoint-dir")
+                                "--out")
             self.path = files.temporary_name(folder)  # trained in apart; replaces folder at the first best
             os.makedirs(self.path)
         if overwrite:
@@ -208,7 +208,7 @@ class RunFolder:
             old = checkpoints.read_config(self.path)
             if old["model"] != config["model"]:
                 raise UserError(f"{folder} holds a {old['model']} checkpoint, not {config['model']}; "
-                                "pass another --checkpoint-dir (nothing was overwritten)")
+                                "pass another --out (nothing was overwritten)")
             if state and state.get("step") is not None:
                 # Settings added since a folder was written count as their default there.
                 changed = changed_from(old["settings"])
@@ -217,7 +217,7 @@ class RunFolder:
                 if changed:
                     raise UserError(f"{folder} was trained with other settings ({', '.join(k for k, _ in changed)}: "
                                     f"{', '.join(str(v) for _, v in changed)}); "
-                                    "rerun with the same ones to resume, or pass another --checkpoint-dir")
+                                    "rerun with the same ones to resume, or pass another --out")
         tidy(self.path, state)
         if state is None or state.get("step") is None:
             state = None

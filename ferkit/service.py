@@ -24,7 +24,7 @@ written to disk: bodies are read into memory, up to the limit, and parsed there.
 """
 import asyncio
 import concurrent.futures
-import dataclasses
+import functools
 import hmac
 import json
 import os
@@ -36,33 +36,13 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
-from ferkit import DEFAULT_MODEL, backends
+from ferkit import backends
 from ferkit.dataset import EMOTIONS
 from ferkit.photos import PhotoError, TooLarge, decode_image
+from ferkit.settings import ServiceSettings
 
 WEB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
 PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}  # what the page loads besides itself
-
-
-@dataclasses.dataclass
-class ServiceSettings:
-    """What serve.py's options set; every worker process builds its app from these."""
-    model: str = DEFAULT_MODEL      # the shipped model answering when a request names none
-    checkpoint: str = None          # or a model of the operator's (any form backends.load reads)
-    detector: str = "yunet"
-    min_score: float = None         # None: ferkit.detectors.MIN_SCORE
-    token: str = None               # clients must send "Authorization: Bearer TOKEN"
-    cors: tuple = ()                # origins allowed to call the API from their pages
-    max_body: int = 20 << 20        # bytes
-    body_timeout: float = 10.0      # seconds a body may stall between two chunks before it is dropped (408)
-    queue: int = 8                  # requests waiting for (or in) the model thread, at most
-
-    def to_json(self):
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text):
-        return cls(**json.loads(text))
 
 
 class ApiError(Exception):
@@ -251,14 +231,7 @@ def create_app(settings):
                            allow_headers=["Authorization", "Content-Type"])
 
     _one_line_errors(app)
-
-    def authorise(request):
-        if settings.token is None:
-            return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {settings.token}".encode()):
-            raise ApiError(401, "missing or wrong token: send the header 'Authorization: Bearer TOKEN'",
-                           {"WWW-Authenticate": "Bearer"})
+    authorise = functools.partial(_authorise, settings.token)
 
     @app.post("/v1/recognize", summary="The faces in one image, with their emotions")
     async def recognize(request: Request):
@@ -280,6 +253,23 @@ def create_app(settings):
         finally:
             state["pending"] -= 1
 
+    _info_routes(app, state, settings, authorise)
+    _page_routes(app)
+    return app
+
+
+def _authorise(token, request):
+    """Raise 401 unless the request carries 'Authorization: Bearer TOKEN' (or no token is set)."""
+    if token is None:
+        return
+    given = request.headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise ApiError(401, "missing or wrong token: send the header 'Authorization: Bearer TOKEN'",
+                       {"WWW-Authenticate": "Bearer"})
+
+
+def _info_routes(app, state, settings, authorise):
+    """GET /v1/health and /v1/models: state["models"] is the loaded Models (None while loading)."""
     @app.api_route("/v1/health", methods=["GET", "HEAD"], summary="Whether the model is loaded")
     async def health():
         if state["models"] is None:
@@ -292,6 +282,9 @@ def create_app(settings):
         return {"default": state["models"].default_name(),
                 "models": [model_summary(name) for name in backends.shipped_models()]}
 
+
+def _page_routes(app):
+    """The web page and its files, from a fixed list."""
     # HEAD as GET (its body left out by the server): monitors and link checkers probe with it.
     @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page():
@@ -302,8 +295,6 @@ def create_app(settings):
         if name not in PAGE_FILES:  # a fixed list: no path from a client reaches the file system
             raise HTTPException(404)
         return FileResponse(os.path.join(WEB, name), media_type=PAGE_FILES[name])
-
-    return app
 
 
 def app_from_environment():

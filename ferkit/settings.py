@@ -10,7 +10,11 @@ train.py records this in config.json beside the model's name and hyperparameters
 refuses to resume with other schedule fields (those that change what the run computes).
 """
 import dataclasses
+import json
 from dataclasses import dataclass, field
+
+from ferkit.backends import DEFAULT_MODEL
+from ferkit.dataset import CACHE
 
 # Peak learning rates: Adam's usual 1e-3; SGD's 0.1 at batch 128 for batch-normalised
 # CNNs, scaled to our batch of 64.
@@ -46,7 +50,7 @@ class TrainSettings:
                            lambda v: v >= 1, "at least 1", schedule=False)
     seed: int = option(0, "seeds the weights, the batch order and the augmentation", lambda v: 0 <= v < 2 ** 32,
                        f"in 0..{2 ** 32 - 1}")
-    data: str = option("data/fer2013.npz", "preprocess cache or any FER-2013 download", schedule=False)
+    data: str = option(CACHE, "preprocess cache or any FER-2013 download", schedule=False)
     labels: str = option("fer2013", "train on FER-2013's labels, or on FER+'s vote shares over the 7 emotions (soft "
                          "targets), or on both (--fer2013-weight), choosing checkpoints on FER+'s PublicTest majority "
                          "labels for ferplus and both, which need a cache made with preprocess.py --ferplus",
@@ -138,6 +142,27 @@ class TrainSettings:
         return [(f.name, getattr(old, f.name)) for f in dataclasses.fields(self)
                 if f.metadata["schedule"] and getattr(old, f.name) != getattr(self, f.name)
                 and not (f.name == "data_fingerprint" and old.data_fingerprint is None)]
+
+
+@dataclasses.dataclass
+class ServiceSettings:
+    """What serve's options set (their defaults are these); every worker process builds its app from them."""
+    model: str = DEFAULT_MODEL      # the shipped model answering when a request names none
+    checkpoint: str = None          # or a model of the operator's (any form backends.load reads)
+    detector: str = "yunet"
+    min_score: float = None         # None: ferkit.detectors.MIN_SCORE
+    token: str = None               # clients must send "Authorization: Bearer TOKEN"
+    cors: tuple = ()                # origins allowed to call the API from their pages
+    max_body: int = 20 << 20        # bytes
+    body_timeout: float = 10.0      # seconds a body may stall between two chunks before it is dropped (408)
+    queue: int = 32                 # requests waiting for (or in) the model thread, at most; more get 503
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
 
 
 def options():

@@ -30,7 +30,7 @@ def get(name):
 
 
 def _module(name):
-    return importlib.import_module(f"models.{MODELS[name][0]}")
+    return importlib.import_module(f"{__name__}.{MODELS[name][0]}")
 
 
 def default_hparams(name):
@@ -81,7 +81,7 @@ def loss(logits, labels=None, label_smoothing=0.0, targets=None):
     Softmax is applied here, not in the model, because the fused op is
     numerically stable where log(softmax) is not.
     """
-    from models.layers import tf
+    from .layers import tf
     if targets is None:
         targets = tf.one_hot(labels, logits.shape[-1])
     if label_smoothing:

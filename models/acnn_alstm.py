@@ -31,8 +31,8 @@ cnn_lstm has neither and classifies the LSTM's last hidden state.
 end_points: 'local_features' (N, 36, 256), 'lstm_states' (N, 36, lstm_units),
 and, where present, 'local_attention' and 'global_attention' weights (N, 36).
 """
-from models import layers
-from models.layers import tf
+from . import layers
+from .layers import tf
 
 CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
 # models.check_hparams: the integers' ranges.  The widths stop where one model still trains in this

@@ -12,8 +12,8 @@ Dropout (0.25) on the dense layers and weight decay (1e-4) are ours: without
 them the 3.5M-parameter dense block memorises Training; with 0.5 and 5e-4 the
 net underfit (PublicTest 0.43 after 4 epochs, against 0.48 with these).
 """
-from models import layers
-from models.layers import conv2d, dense, max_pool, tf
+from . import layers
+from .layers import conv2d, dense, max_pool, tf
 
 
 def _lrn(x):

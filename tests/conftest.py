@@ -80,7 +80,10 @@ def _run_here(argv, cwd=ROOT):
         os.dup2(err.fileno(), 2)
         sys.stdout = open(1, "w", encoding="utf-8", errors="surrogateescape", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)
-        sys.argv, sys.path[0:0] = argv, [os.path.dirname(argv[0])]
+        # A script's own folder goes first on the path, as Python puts it; `python -m ferkit` (ferkit/__main__.py)
+        # puts the current folder there, never the package's.
+        is_module = os.path.basename(argv[0]) == "__main__.py"
+        sys.argv, sys.path[0:0] = argv, [ROOT if is_module else os.path.dirname(argv[0])]
         os.chdir(cwd)
         code = 0
         try:
@@ -179,7 +182,7 @@ def tiny_checkpoint(tmp_path_factory, worker_id, synthetic_cache):
     """An ACNN-ALSTM checkpoint folder trained by train.py for two short epochs on the synthetic cache."""
     return built_once(tmp_path_factory, worker_id, "acnn_alstm", lambda folder: run_script(
         "train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
-        "--checkpoint-dir", folder, check=0))
+        "--out", folder, check=0))
 
 
 @pytest.fixture(scope="session")

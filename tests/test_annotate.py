@@ -26,7 +26,7 @@ SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
 
 @pytest.fixture(scope="module", autouse=True)
 def embedded_ray():
-    from ferkit.annotate import start_ray
+    from ferkit.raynode import start_ray
     if not ray.is_initialized():
         start_ray(None, 2, verbose=False)  # what annotate.py starts: on loopback alone
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}

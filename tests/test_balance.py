@@ -28,7 +28,7 @@ def test_choose_then_fold_shifts_the_biases_by_the_learnt_prior_and_reruns_start
     cache, splits, votes = votes_cache(tmp_path, synthetic_cache)
     folder = tmp_path / "ck"
     run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 1,
-               "--batch-size", 16, "--checkpoint-dir", folder, check=0)
+               "--batch-size", 16, "--out", folder, check=0)
     faces = splits["PublicTest"][0]
     before = backends.load(folder).predict(faces)
 
@@ -66,7 +66,7 @@ def test_choose_compares_folders_and_plots_their_trade_offs(tmp_path, synthetic_
     folders = [tmp_path / "a", tmp_path / "b"]
     for seed, folder in enumerate(folders):
         run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 1, "--seed", seed,
-                   "--batch-size", 16, "--checkpoint-dir", folder, check=0)
+                   "--batch-size", 16, "--out", folder, check=0)
     png = tmp_path / "trade-off.png"
     proc = run_script("tools/balance_classes.py", "--checkpoint", *folders, "--data", cache, "--choose",
                       "--plot", png, check=0)
@@ -97,7 +97,7 @@ def test_refusals_write_nothing(tmp_path, synthetic_cache, tiny_checkpoint):
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "missing").exists()
     unfinished = tmp_path / "unfinished"
     run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
-               "--max-steps", 3, "--checkpoint-dir", unfinished, check=0)
+               "--max-steps", 3, "--out", unfinished, check=0)
     config = (unfinished / "config.json").read_text()
     proc = run_script("tools/balance_classes.py", "--checkpoint", unfinished, "--data", synthetic_cache, "--tau", 0.3)
     assert proc.returncode == 2 and "training has not finished" in proc.stderr

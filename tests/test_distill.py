@@ -57,14 +57,14 @@ def test_teacher_probabilities_are_the_models_tta_average(teacher_file, syntheti
 def test_training_with_a_teacher_and_erasing(tmp_path, teacher_file, synthetic_cache):
     folder = tmp_path / "student"
     run_script("train.py", "--arch", "dnn", "--epochs", 2, "--max-steps", 6, "--batch-size", 16, "--data", synthetic_cache,
-               "--teacher", teacher_file, "--distill", 0.7, "--erase", 0.5, "--checkpoint-dir", folder, check=0)
+               "--teacher", teacher_file, "--distill", 0.7, "--erase", 0.5, "--out", folder, check=0)
     settings = json.loads((folder / "config.json").read_text())["settings"]
     assert (settings["teacher"], settings["distill"], settings["erase"]) == (str(teacher_file), 0.7, 0.5)
     assert list((folder / "best").glob("*.index"))
     # Resuming (5 steps per epoch: it stopped in epoch 2) with another teacher weight is refused, like any
     # other change of schedule.
     proc = run_script("train.py", "--arch", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
-                      "--teacher", teacher_file, "--distill", 0.5, "--erase", 0.5, "--checkpoint-dir", folder)
+                      "--teacher", teacher_file, "--distill", 0.5, "--erase", 0.5, "--out", folder)
     assert proc.returncode == 2 and "other settings" in proc.stderr
 
 
@@ -75,12 +75,12 @@ def test_teacher_of_other_data_is_refused_before_anything_is_written(tmp_path, t
     save_cache(other, {"Training": (synthetic_faces(labels, seed=9), labels),
                        "PublicTest": (synthetic_faces(balanced_labels(4), seed=8), balanced_labels(4))})
     folder = tmp_path / "student"
-    proc = run_script("train.py", "--arch", "dnn", "--data", other, "--teacher", teacher_file, "--checkpoint-dir", folder)
+    proc = run_script("train.py", "--arch", "dnn", "--data", other, "--teacher", teacher_file, "--out", folder)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "made from other Training faces" in proc.stderr and not folder.exists()
     junk = tmp_path / "junk.npz"
     junk.write_text("not a teacher file")
-    proc = run_script("train.py", "--arch", "dnn", "--data", other, "--teacher", junk, "--checkpoint-dir", folder)
+    proc = run_script("train.py", "--arch", "dnn", "--data", other, "--teacher", junk, "--out", folder)
     assert proc.returncode == 2 and "not a file written by tools/teacher_probs.py" in proc.stderr
     assert not folder.exists()
 
@@ -98,7 +98,7 @@ def test_bad_recipe_options(args, message):
 
 
 def test_mixup_blends_each_face_with_one_other_and_its_targets_alike():
-    from train import mixup
+    from ferkit.training import mixup
     rng = np.random.RandomState(3)
     images = rng.uniform(-1, 1, (7, 48, 48, 1)).astype(np.float32)
     targets = np.eye(7, dtype=np.float32)  # row r is class r: the targets show which faces were blended
@@ -123,7 +123,7 @@ def test_mixup_blends_each_face_with_one_other_and_its_targets_alike():
 def test_training_with_mixup(tmp_path, synthetic_cache):
     folder = tmp_path / "mixup"
     train = ("train.py", "--arch", "dnn", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
-             "--checkpoint-dir", folder)
+             "--out", folder)
     run_script(*train, "--mixup", 0.2, "--max-steps", 6, check=0)
     assert json.loads((folder / "config.json").read_text())["settings"]["mixup"] == 0.2
     assert list((folder / "best").glob("*.index"))

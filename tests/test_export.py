@@ -238,7 +238,7 @@ def test_halved_checkpoints_load_everywhere(tmp_path, tiny_checkpoint, synthetic
     np.testing.assert_allclose(got, expected, atol=5e-3)
     # fine-tuning and export read it too
     run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 1, "--batch-size", 16,
-               "--max-steps", 2, "--init-from", folder, "--checkpoint-dir", tmp_path / "tuned", check=0)
+               "--max-steps", 2, "--init-from", folder, "--out", tmp_path / "tuned", check=0)
     run_script("export.py", "--checkpoint", folder, "--out", tmp_path / "half.tflite", "--data", synthetic_cache, check=0)
     np.testing.assert_allclose(backends.load(str(tmp_path / "half.tflite")).predict(faces), got, atol=1e-4)
     # a folder whose training can still resume (stopped by --max-steps) is refused, untouched

@@ -22,7 +22,7 @@ TRAIN = ("--arch", "dnn", "--batch-size", 16, "--seed", 1)
 
 def train_args(folder, cache, epochs):
     """train.py's arguments for a short run of the DNN, as run_script takes them."""
-    return ["train.py", *map(str, TRAIN), "--epochs", str(epochs), "--data", str(cache), "--checkpoint-dir", str(folder)]
+    return ["train.py", *map(str, TRAIN), "--epochs", str(epochs), "--data", str(cache), "--out", str(folder)]
 
 
 def train_command(folder, cache, epochs):
@@ -104,14 +104,14 @@ def test_kill_9_at_any_moment_never_loses_the_best_model(tmp_path, synthetic_cac
             # Restart without training further (--max-steps at the saved step): the start-up clean-up alone
             # must leave one best, one last, a log row per finished epoch, and nothing else.
             step = json.loads((folder / "state.json").read_text())["step"]
-            run_script("train.py", *TRAIN, "--epochs", epochs, "--data", synthetic_cache, "--checkpoint-dir", folder,
+            run_script("train.py", *TRAIN, "--epochs", epochs, "--data", synthetic_cache, "--out", folder,
                        "--max-steps", step, check=0)
             only_committed_files(folder, committed(folder))
         state = committed(folder)
         assert state["best_accuracy"] >= best  # never goes down
         best = state["best_accuracy"]
     if not committed(folder).get("finished"):
-        run_script("train.py", *TRAIN, "--epochs", epochs, "--data", synthetic_cache, "--checkpoint-dir", folder, check=0)
+        run_script("train.py", *TRAIN, "--epochs", epochs, "--data", synthetic_cache, "--out", folder, check=0)
     state = committed(folder)
     assert state["finished"] and state["epoch"] >= 1 and state["best_accuracy"] >= best
     only_committed_files(folder, state)
@@ -177,20 +177,20 @@ def test_finished_models_are_never_trained_over(tmp_path, synthetic_cache):
     shipped = tmp_path / "dnn"
     shutil.copytree(os.path.join(backends.PRETRAINED, "dnn"), shipped)
     before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
-    proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--checkpoint-dir", shipped, "--max-steps", 20)
+    proc = run_script("train.py", *TRAIN, "--data", synthetic_cache, "--out", shipped, "--max-steps", 20)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr and "--overwrite" in proc.stderr
     assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
-    run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--checkpoint-dir", shipped,
+    run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--out", shipped,
                "--overwrite", check=0)
     assert not list(shipped.glob("eval_*"))  # the replaced model's reports went with it
     assert json.loads((shipped / "state.json").read_text())["finished"]
-    proc = run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--checkpoint-dir", shipped)
+    proc = run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--out", shipped)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr
 
 
 def test_checkpoint_folders_can_be_moved_and_copied(tmp_path, synthetic_cache):
     first = tmp_path / "first"
-    run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", first,
+    run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--out", first,
                "--max-steps", 12, check=0)
     copy = tmp_path / "copy"
     shutil.copytree(first, copy)
@@ -199,7 +199,7 @@ def test_checkpoint_folders_can_be_moved_and_copied(tmp_path, synthetic_cache):
     assert report["checkpoint"].startswith(str(copy))
     moved = tmp_path / "moved"
     shutil.move(copy, moved)
-    proc = run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", moved, check=0)
+    proc = run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--out", moved, check=0)
     assert "resuming from" in proc.stdout and "at step 12 " in proc.stdout
     assert [r["epoch"] for r in csv.DictReader(open(moved / "log.csv"))] == ["1", "2", "3"]
 
@@ -261,28 +261,28 @@ CASES = [
     ("train.py", "--arch acnn_alstm --data {csv} --set lstm_units=-4", 2, "lstm_units=-4: must be a whole number"),
     ("train.py", "--arch dnn --data {csv} --set x", 2, "expected NAME=VALUE"),
     ("train.py", "--arch resnet --data {csv}", 2, "invalid choice: 'resnet'"),
-    ("train.py", "--arch dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}", 2, "is a file, not a folder"),
-    ("train.py", "--arch dnn --data {csv} --batch-size 4 --checkpoint-dir {csv}/sub", 2, "cannot create the folder"),
-    ("train.py", "--arch dnn --data {few} --checkpoint-dir {tmp}/few", 2, "too few to carve a validation split"),
+    ("train.py", "--arch dnn --data {csv} --batch-size 4 --out {csv}", 2, "is a file, not a folder"),
+    ("train.py", "--arch dnn --data {csv} --batch-size 4 --out {csv}/sub", 2, "cannot create the folder"),
+    ("train.py", "--arch dnn --data {few} --out {tmp}/few", 2, "too few to carve a validation split"),
     ("preprocess.py", "--input {csv} --out {tmp}", 2, "is a folder, not a file"),
     ("preprocess.py", "--input {csv} --out {csv}/sub/x.npz", 2, "is inside the input"),
     ("preprocess.py", "--input {tmp}/truncated.csv.gz --out {tmp}/x.npz", 2, "damaged or incomplete"),
     ("preprocess.py", "--input {tmp}/truncated.csv.gz --out {tmp}/x.npz --skip-bad", 2, "damaged or incomplete"),
-    ("train.py", "--arch dnn --data {tmp}/truncated.csv.gz --checkpoint-dir {tmp}/t", 2, "damaged or incomplete"),
+    ("train.py", "--arch dnn --data {tmp}/truncated.csv.gz --out {tmp}/t", 2, "damaged or incomplete"),
     ("preprocess.py", "--input {tmp}/notes.npz --out {tmp}/x.npz", 2, "not a .npz cache"),
     ("preprocess.py", "--input {tmp}/utf16.csv --out {tmp}/x.npz", 2, "UTF-16 text"),
     ("evaluate.py", "--checkpoint {ckpt} --data {csv} --batch-size 0", 2, "--batch-size must be at least 1"),
     ("evaluate.py", "--checkpoint {ckpt} --data {csv} --split PrivateTest", 2, "no PrivateTest faces (it has Training, PublicTest)"),
     ("predict.py", "{csv} --checkpoint {ckpt} --annotate {csv}", 2, "is a file, not a folder"),
     ("predict.py", "/dev/zero --json", 1, "not a regular file (a device, pipe or socket)"),
-    ("train.py", "--arch dnn --data {csv} --init-from {tmp}/nowhere --checkpoint-dir {tmp}/t", 2,
+    ("train.py", "--arch dnn --data {csv} --init-from {tmp}/nowhere --out {tmp}/t", 2,
      "nowhere is not a checkpoint folder written by train.py"),
-    ("train.py", "--arch dnn --data {csv} --batch-size 4 --init-from {ckpt} --checkpoint-dir {tmp}/t", 2,
+    ("train.py", "--arch dnn --data {csv} --batch-size 4 --init-from {ckpt} --out {tmp}/t", 2,
      "fine-tune the same model"),
-    ("train.py", "--arch dnn --data {csv} --distill 0.7 --checkpoint-dir {tmp}/t", 2, "give --teacher NPZ too"),
-    ("train.py", "--arch dnn --data {csv} --warmup-epochs 1e300 --checkpoint-dir {tmp}/t", 2,
+    ("train.py", "--arch dnn --data {csv} --distill 0.7 --out {tmp}/t", 2, "give --teacher NPZ too"),
+    ("train.py", "--arch dnn --data {csv} --warmup-epochs 1e300 --out {tmp}/t", 2,
      "--warmup-epochs must be at most --epochs (30)"),
-    ("train.py", "--arch dnn --data {csv} --lr 1e-320 --checkpoint-dir {tmp}/t", 2, "--lr must be a positive number"),
+    ("train.py", "--arch dnn --data {csv} --lr 1e-320 --out {tmp}/t", 2, "--lr must be a positive number"),
 ]
 
 
@@ -429,13 +429,13 @@ def test_ctrl_c_while_scoring_is_scored_on_resume(tmp_path, synthetic_cache):
     """Ctrl-C during the end-of-epoch PublicTest scoring: the epoch is scored when the same command
     runs again, with the training loss and accuracy it had, as an uninterrupted run scores it."""
     whole, cut = tmp_path / "whole", tmp_path / "cut"
-    run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", whole, check=0)
+    run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--out", whole, check=0)
     env = dict(os.environ, FERKIT_KILL_AT="scoring:2:INT")
     proc = subprocess.run(train_command(cut, synthetic_cache, 3), cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode == 130 and "interrupted: saved step 10" in proc.stdout, proc.stderr
     state = json.loads((cut / "state.json").read_text())
     assert state["epoch"] == 1 and state["step"] == 10 and state["partial"]["seen"] == 80
-    proc = run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--checkpoint-dir", cut, check=0)
+    proc = run_script("train.py", *TRAIN, "--epochs", 3, "--data", synthetic_cache, "--out", cut, check=0)
     assert "epoch 2:" in proc.stdout and "finished" in proc.stdout
     assert log_without_times(cut)[:2] == log_without_times(whole)[:2]
     assert [r["step"] for r in log_without_times(cut)] == ["5", "10", "15"]
@@ -449,13 +449,13 @@ def test_missing_state_never_deletes_weights(tmp_path, tiny_checkpoint, syntheti
     (folder / "state.json").unlink()
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     proc = run_script("train.py", "--arch", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
-                      "--checkpoint-dir", folder)
+                      "--out", folder)
     assert proc.returncode == 2 and "state.json: missing, but" in proc.stderr and "nothing was changed" in proc.stderr
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     for junk in ("[1, 2]", '{"epoch": 1, '):  # a list, a truncated file: named, and nothing removed
         (folder / "state.json").write_text(junk)
         proc = run_script("train.py", "--arch", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data",
-                          synthetic_cache, "--checkpoint-dir", folder)
+                          synthetic_cache, "--out", folder)
         assert proc.returncode == 2 and "state.json: unreadable" in proc.stderr and "Traceback" not in proc.stderr
         assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != "state.json"} == \
                {p: b for p, b in before.items()}
@@ -468,7 +468,7 @@ def test_overwrite_keeps_the_old_model_until_the_new_one_has_best_weights(tmp_pa
     shutil.copytree(os.path.join(backends.PRETRAINED, "dnn"), folder)
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     proc = run_script("train.py", *TRAIN, "--epochs", 1, "--optimizer", "sgd", "--lr", 1e4, "--warmup-epochs", 0,
-                      "--label-smoothing", 0, "--data", synthetic_cache, "--checkpoint-dir", folder, "--overwrite")
+                      "--label-smoothing", 0, "--data", synthetic_cache, "--out", folder, "--overwrite")
     assert proc.returncode == 2 and "error: loss became " in proc.stderr
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     env = dict(os.environ, FERKIT_KILL_AT="after_last:1")
@@ -477,7 +477,7 @@ def test_overwrite_keeps_the_old_model_until_the_new_one_has_best_weights(tmp_pa
     # All as it was, but for the killed run's lock file (free, and taken over by the next run).
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and p.name != ".lock"} == before
     assert [n for n in os.listdir(tmp_path) if n.startswith(".ferkit-")]  # the killed run's folder, for now
-    run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--checkpoint-dir", folder, "--overwrite",
+    run_script("train.py", *TRAIN, "--epochs", 1, "--data", synthetic_cache, "--out", folder, "--overwrite",
                check=0)
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".ferkit-")]  # removed by the next run
     names = set(os.listdir(folder))
@@ -495,13 +495,13 @@ def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_ones_lock_is_ta
     while not (folder / "state.json").exists() and time.time() < deadline:
         time.sleep(0.1)
     second = run_script("train.py", *TRAIN, "--epochs", 400, "--patience", 400, "--data", synthetic_cache,
-                        "--checkpoint-dir", folder)
+                        "--out", folder)
     assert second.returncode == 2 and f"another train.py (PID {first.pid}) is training into it" in second.stderr
     first.kill()
     first.communicate()
     state = json.loads((folder / "state.json").read_text())
     proc = run_script("train.py", *TRAIN, "--epochs", 400, "--patience", 400, "--data", synthetic_cache,
-                      "--checkpoint-dir", folder, "--max-steps", state["step"] + 1, check=0)
+                      "--out", folder, "--max-steps", state["step"] + 1, check=0)
     assert f"at step {state['step']} " in proc.stdout and not (folder / ".lock").exists()
 
 
@@ -564,7 +564,7 @@ def test_a_truncated_config_is_named_and_overwrite_replaces_it(tmp_path, tiny_ch
     (folder / "state.json").write_text(json.dumps(dict(state, finished=False, epoch=1)))  # a run to resume
     (folder / "config.json").write_text('{"model": "acnn_al')
     small = ("train.py", "--arch", "acnn_alstm", "--epochs", 2, "--batch-size", 16, "--data", synthetic_cache,
-             "--checkpoint-dir", folder)
+             "--out", folder)
     proc = run_script(*small)
     assert proc.returncode == 2 and "config.json: unreadable" in proc.stderr and "Traceback" not in proc.stderr
     run_script(*small, "--overwrite", check=0)

@@ -94,18 +94,18 @@ def test_train_on_vote_shares(tmp_path, synthetic_cache):
     data.save_cache(cache, splits, ferplus=votes)
     folder = tmp_path / "ck"
     proc = run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--data", cache, "--epochs", 2,
-                      "--batch-size", 16, "--checkpoint-dir", folder, check=0)
+                      "--batch-size", 16, "--out", folder, check=0)
     assert "84 of 84 Training faces with emotion votes; 27 of 28 PublicTest faces with a clear majority" in proc.stdout
     assert json.loads((folder / "config.json").read_text())["settings"]["labels"] == "ferplus"
     report = json.loads(run_script("evaluate.py", "--checkpoint", folder, "--data", cache, "--labels", "ferplus",
                                    "--json", check=0).stdout)
     assert report["n"] == 28 and 0 <= report["accuracy"] <= 1
     proc = run_script("train.py", "--arch", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16,
-                      "--checkpoint-dir", folder)
+                      "--out", folder)
     assert proc.returncode == 2 and "holds a finished model" in proc.stderr
     # --refit: PublicTest's faces join Training with their own votes (84 + 28 faces, 7 steps of 16)
     proc = run_script("train.py", "--arch", "dnn", "--labels", "ferplus", "--refit", "--data", cache, "--epochs", 1,
-                      "--batch-size", 16, "--checkpoint-dir", tmp_path / "refit", check=0)
+                      "--batch-size", 16, "--out", tmp_path / "refit", check=0)
     assert "112 of 112 Training + PublicTest faces with emotion votes; 27 of 28 PublicTest" in proc.stdout
     assert "Training 112 faces, PublicTest 27; 7 steps/epoch" in proc.stdout
 
@@ -113,7 +113,7 @@ def test_train_on_vote_shares(tmp_path, synthetic_cache):
 def test_train_on_both_label_sets(tmp_path, synthetic_cache):
     """--labels both: targets are (1 - W) x FER+'s vote shares + W x the FER-2013 label; the weight is
     recorded, a resume with another refused, checkpoints chosen on FER+'s PublicTest majority."""
-    from train import ferplus_data
+    from ferkit.training import ferplus_data
     splits = data.load_cache(synthetic_cache)
     rng = np.random.default_rng(1)
     votes = {split: rng.integers(0, 4, (len(labels), 10)).astype(np.uint8) for split, (_, labels) in splits.items()}
@@ -127,7 +127,7 @@ def test_train_on_both_label_sets(tmp_path, synthetic_cache):
     np.testing.assert_allclose(targets, expected, rtol=1e-6)
     assert targets.shape == (83, 7) and (shown == targets.argmax(1)).all()
     folder = tmp_path / "both"
-    small = ("train.py", "--arch", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16, "--checkpoint-dir", folder)
+    small = ("train.py", "--arch", "dnn", "--data", cache, "--epochs", 2, "--batch-size", 16, "--out", folder)
     run_script(*small, "--labels", "both", "--fer2013-weight", 0.25, "--max-steps", 5, check=0)
     settings = json.loads((folder / "config.json").read_text())["settings"]
     assert settings["labels"] == "both" and settings["fer2013_weight"] == 0.25

@@ -60,9 +60,9 @@ ROWS = [
     ("annotate.py", "{tmp}/photos --out {ship}", 2, "inside the installed package"),
     ("annotate.py", "{tmp}/photos --out {tmp}/photos/out", 2, "is inside the input"),
     # Bounds on settings: checked before the graph is built
-    ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set first_width=100000 --checkpoint-dir {tmp}/t", 2,
+    ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set first_width=100000 --out {tmp}/t", 2,
      "first_width=100000: must be a whole number from 1 to 1024"),
-    ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set lstm_units=2000000 --checkpoint-dir {tmp}/t", 2,
+    ("train.py", "--arch acnn_alstm --data {tmp}/fer.csv --set lstm_units=2000000 --out {tmp}/t", 2,
      "lstm_units=2000000: must be a whole number from 1 to 4096"),
     ("preprocess.py", "--input {tmp}/encrypted.zip --out {tmp}/x.npz", 2, "unpack it with a zip tool"),
     ("preprocess.py", "--input {tmp}/deflate64.zip --out {tmp}/x.npz", 2, "unpack it with a zip tool"),
@@ -71,7 +71,7 @@ ROWS = [
     ("preprocess.py", "--input {tmp}/fer.csv --ferplus {tmp}/fifo --out {tmp}/x.npz", 2, "not a regular file"),
     ("preprocess.py", "--input {tmp}/fer.csv --ferplus /dev/zero --out {tmp}/x.npz", 2, "not a regular file"),
     ("evaluate.py", "--checkpoint {ckpt} --data {tmp}/fifo --split PublicTest --out {tmp}/r", 2, "not a regular file"),
-    ("train.py", "--arch dnn --data {tmp}/fifo --checkpoint-dir {tmp}/t", 2, "not a regular file"),
+    ("train.py", "--arch dnn --data {tmp}/fifo --out {tmp}/t", 2, "not a regular file"),
     ("predict.py", "--video {tmp}/fifo --checkpoint {tfl}", 2, "not a regular file"),
     ("predict.py", "{tmp}/fifo --checkpoint {tfl} --json", 1, "not a regular file"),
     ("predict.py", "--video {tmp}/photos/a.png --checkpoint {tfl}", 2, "cannot read it as a video"),
@@ -176,7 +176,7 @@ def test_a_resume_with_a_state_naming_missing_weights_deletes_nothing(tmp_path, 
     (folder / "state.json").write_text(json.dumps(state))
     before = tree_digest(folder)
     proc = run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 2, "--batch-size", 16,
-                      "--checkpoint-dir", folder)
+                      "--out", folder)
     assert proc.returncode == 2 and "which is not there" in proc.stderr and "state.json" in proc.stderr, proc.stderr
     assert tree_digest(folder) == before
 
@@ -190,7 +190,7 @@ def test_state_json_of_the_wrong_types_is_one_line(tmp_path, tiny_checkpoint, sy
     (folder / "state.json").write_text(json.dumps({**json.loads((folder / "state.json").read_text()), **state}))
     before = tree_digest(folder)
     proc = run_script("train.py", "--arch", "acnn_alstm", "--data", synthetic_cache, "--epochs", 3, "--batch-size", 16,
-                      "--checkpoint-dir", folder)
+                      "--out", folder)
     assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert tree_digest(folder) == before
 
@@ -306,7 +306,7 @@ def test_an_output_name_too_long_is_one_entry_and_the_run_goes_on(tmp_path, tiny
 def test_evaluate_says_when_it_reads_last_weights(tmp_path, synthetic_cache):
     folder = tmp_path / "short"
     run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--max-steps", 2, "--batch-size", 8,
-               "--checkpoint-dir", folder, check=0)
+               "--out", folder, check=0)
     assert not (folder / "best" / "checkpoint").exists()
     proc = run_script("evaluate.py", "--checkpoint", folder, "--data", synthetic_cache, check=0)
     assert "has no best/ weights yet; using last/" in proc.stderr, proc.stderr
@@ -336,7 +336,7 @@ def test_a_kill_right_after_the_final_commit_leaves_the_curves(tmp_path, synthet
     for n in range(1, 6):
         folder = tmp_path / f"run{n}"
         command = [sys.executable, os.path.join(ROOT, "train.py"), "--arch", "dnn", "--data", str(synthetic_cache),
-                   "--epochs", "2", "--batch-size", "16", "--checkpoint-dir", str(folder)]
+                   "--epochs", "2", "--batch-size", "16", "--out", str(folder)]
         proc = subprocess.run(command, cwd=ROOT, capture_output=True, env=dict(os.environ, FERKIT_KILL_AT=f"after_state:{n}"))
         if proc.returncode == 0:
             break
@@ -397,7 +397,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_disk, synthetic_cache, tiny_checkpoint):
     proc = run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 1, "--batch-size", 16,
-                      "--checkpoint-dir", small_disk / "run", process=True)
+                      "--out", small_disk / "run", process=True)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "no space left on the device" in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr and "Exception in thread" not in proc.stderr, proc.stderr
@@ -413,7 +413,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(small_disk, syn
 def test_a_damaged_resume_point_is_one_line_and_nothing_is_removed(tmp_path, synthetic_cache, damage):
     folder = tmp_path / "run"
     run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 3, "--batch-size", 16,
-               "--max-steps", 7, "--checkpoint-dir", folder, check=0)
+               "--max-steps", 7, "--out", folder, check=0)
     last = folder / "last"
     data = next(p for p in last.iterdir() if ".data-" in p.name)
     if damage == "truncate":
@@ -425,7 +425,7 @@ def test_a_damaged_resume_point_is_one_line_and_nothing_is_removed(tmp_path, syn
         os.mkfifo(data)
     before = tree_digest(folder)
     proc = run_script("train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 3, "--batch-size", 16,
-                      "--checkpoint-dir", folder, process=True, timeout=120)
+                      "--out", folder, process=True, timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert ("damaged" in lines[-1] or "not a regular file" in lines[-1]), proc.stderr
@@ -435,7 +435,7 @@ def test_a_damaged_resume_point_is_one_line_and_nothing_is_removed(tmp_path, syn
 def test_train_overwrite_is_not_refused_for_a_killed_runs_own_temporary(tmp_path, synthetic_cache):
     folder = tmp_path / "run"
     args = ["train.py", "--arch", "dnn", "--data", synthetic_cache, "--epochs", 1, "--batch-size", 16,
-            "--checkpoint-dir", folder]
+            "--out", folder]
     run_script(*args, check=0)
     (folder / ".ferkit-999999-dead.tmp.json").write_text("{}")  # what a run killed inside a write left
     proc = run_script(*args, "--overwrite")

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import models
-from models import layers
+from ferkit import models
+from ferkit.models import layers
 from conftest import balanced_labels, synthetic_faces
 from ferkit import checkpoints, files
 from ferkit.faces import to_model_input

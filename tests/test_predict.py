@@ -179,7 +179,7 @@ def test_annotate_mirrors_the_input_tree_without_collisions(tiny_tflite, tmp_pat
 
 
 def test_labels_of_neighbouring_faces_do_not_overlap():
-    from predict import draw
+    from ferkit.commands.predict import draw
     faces = [{"box": [100 + 60 * i, 100, 50, 50], "emotion": "happy", "landmarks": None,
               "probabilities": {"happy": 0.9}} for i in range(4)]
     image = np.zeros((400, 400, 3), np.uint8)

@@ -273,7 +273,7 @@ def test_the_old_spelling_csv_still_works_and_says_so(tmp_path):
     text, _, _ = kaggle_csv()
     (tmp_path / "fer2013.csv").write_text(text)
     proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--out", tmp_path / "c.npz", check=0)
-    assert "note: --csv is now --input in preprocess.py" in proc.stderr
+    assert "note: --csv is now --input in preprocess" in proc.stderr
     check_cache(tmp_path / "c.npz", {"Training": 21, "PublicTest": 21, "PrivateTest": 21})
     proc = run_script("preprocess.py", "--csv", tmp_path / "fer2013.csv", "--input", tmp_path / "fer2013.csv")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr

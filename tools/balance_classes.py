@@ -45,16 +45,13 @@ BIASES = "logits/biases"
 
 def learnt_prior(recorded, data_path):
     """The mean training target (7,) of a run with these config.json settings: the prior its logits carry.
-    The targets are train.py's (ferplus.vote_targets, or one-hot labels), label smoothing applied as
-    models.loss applies it."""
+    The targets are the ones training computed (ferkit.training.load_sets: FER+ vote shares, a teacher's,
+    or one-hot labels), label smoothing applied as models.loss applies it."""
+    from ferkit import training
     s = TrainSettings.from_json(recorded)
-    loaded = data.load(data_path, splits=s.trained_on()).splits
-    labels = np.concatenate([loaded[k][1] for k in s.trained_on()])
-    if s.labels == "fer2013":
-        targets = np.eye(NUM_CLASSES)[labels]
-    else:
-        votes = np.concatenate([data.load_ferplus_votes(data_path, k) for k in s.trained_on()])
-        targets = ferplus.vote_targets(votes, labels, s.fer2013_weight if s.labels == "both" else 0.0)[0]
+    s.data = data_path
+    sets = training.load_sets(s)
+    targets = np.eye(NUM_CLASSES)[sets.train_labels] if sets.train_targets is None else sets.train_targets
     return (1.0 - s.label_smoothing) * targets.mean(0) + s.label_smoothing / NUM_CLASSES
 
 

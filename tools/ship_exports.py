@@ -17,30 +17,32 @@ encodings of the same trained weights, never a model or a setting.
 its best/ weights halved to float16 (tools/halve_checkpoint.py), config.json, state.json, log.csv
 and curves.png, nothing of last/ or TensorBoard's.  It then writes the checkpoint's and the
 export's PrivateTest reports beside them (eval_*, model.eval_*, plain and TTA, on the
-labels the model learnt), through evaluate.py --out. (model.eval_*, plain and TTA, on the
-labels the model learnt), through evaluate.py --out.  This is the release step: the one command
+labels the model learnt), through ferkit.evaluation with out= that folder.  This is the release step: the one command
 that writes into the shipped models' folders, which every other command only reads.
 """
+import contextlib
+import io
 import os
-import subprocess
-import sys
 import tempfile
 
+from ferkit import backends, checkpoints, cli, data, evaluation, exporting, ferplus, files
+from ferkit.dataset import CACHE
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-from ferkit import backends, checkpoints, cli, data, ferplus, files
 
 ORDER = ("int8", "dynamic", "float16", "none")  # fastest first; float16 and none run alike, float16 is half the size
 TOLERANCE = 0.001                    # 0.1 point of accuracy
 
 
 def write_reports(model, data_path, labels):
-    """evaluate.py's PrivateTest reports (plain and TTA) of a shipped checkpoint or export, into its folder.
-    Run from the checkout with paths relative to it, so the reports name ferkit/pretrained/NAME/... and
+    """The PrivateTest reports (plain and TTA) of a shipped checkpoint or export, into its folder.
+    Made from the checkout with paths relative to it, so the reports name ferkit/pretrained/NAME/... and
     data/..., not the folders of the machine that made them."""
     folder = model if os.path.isdir(model) else os.path.dirname(model)
     model, folder, data_path = (os.path.relpath(p, ROOT) for p in (model, folder, data_path))
-    subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--checkpoint", model, "--data", data_path,
-                    "--tta", "--labels", labels, "--out", folder], check=True, capture_output=True, cwd=ROOT)
+    with contextlib.chdir(ROOT):
+        evaluation.evaluate(checkpoints=[model], data=data_path, split="PrivateTest", tta=True, labels=labels,
+                            out=folder, overwrite=True, log=io.StringIO(), show=False)
 
 
 def put_in_place(source, folder):
@@ -67,7 +69,7 @@ def put_in_place(source, folder):
 def main():
     parser = cli.ArgumentParser(__doc__)
     parser.add_argument("names", nargs="+", metavar="NAME", help="shipped models (ferkit/pretrained/NAME)")
-    parser.add_argument("--data", default=os.path.join(ROOT, "data", "fer2013.npz"), help="(default: %(default)s)")
+    parser.add_argument("--data", default=os.path.join(ROOT, CACHE), help="(default: %(default)s)")
     parser.add_argument("--from", dest="source", metavar="DIR", help="a finished training folder to ship as NAME")
     parser.add_argument("--replace", action="store_true",
                         help="with --from: replace the shipped NAME with it (the old folder is removed only once the "
@@ -94,8 +96,7 @@ def main():
         work = tempfile.mkdtemp(prefix=f"ship-{name}-")
         for quantize in ORDER:
             path = os.path.join(work, f"{quantize}.tflite")
-            subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--checkpoint", folder, "--out", path,
-                            "--quantize", quantize, "--data", args.data], check=True, capture_output=True, cwd=ROOT)
+            exporting.export(path, checkpoint=folder, quantize=quantize, data=args.data, log=io.StringIO())
             accuracy = float((backends.load(path).predict(faces).argmax(1) == labels).mean())
             kept = accuracy >= reference - TOLERANCE
             print(f"{name}: {quantize} {accuracy:.4f} against the checkpoint's {reference:.4f}"

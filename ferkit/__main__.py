@@ -1,0 +1,4 @@
+"""python -m ferkit MODE ...: the ferkit command."""
+from ferkit.commands import main
+
+main()
