@@ -182,8 +182,7 @@ class Annotator:
         finally:
             stream.close()
         read = stream.read - shard.start
-        expected = (shard.end if shard.end is not None else total) - shard.start
-        if total and read < expected:
+        if stream.ended_early(shard.end):
             errors.append({"source": path, "segment": shard.segment,
                            "error": f"the video ended at frame {stream.read} of its {total} (damaged or truncated); "
                                     "the frames before are annotated"})

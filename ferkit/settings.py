@@ -66,6 +66,10 @@ class TrainSettings:
     mixup: float = option(0.0, "mixup: train on each face blended with another face of its batch, weight "
                           "max(u, 1 - u) with u ~ Beta(ALPHA, ALPHA), the targets blended alike (0 is off; 0.2 is "
                           "usual)", lambda v: _finite(v) and 0 <= v <= 10, "in [0, 10] (0 is off)", metavar="ALPHA")
+    cutmix: float = option(0.0, "cutmix: paste a box of another face of the batch onto each face, at most half its "
+                           "area (the share drawn as min(u, 1 - u), u ~ Beta(ALPHA, ALPHA)), the targets mixed by "
+                           "area (0 is off; 1 is usual)", lambda v: _finite(v) and 0 <= v <= 10,
+                           "in [0, 10] (0 is off)", metavar="ALPHA")
     teacher: str = option(None, "distillation: soft targets from tools/teacher_probs.py, mixed into the labels "
                           "(--distill); made from the same --data", metavar="NPZ")
     distill: float = option(None, "with --teacher, the targets are W x the teachers' probabilities + (1 - W) x the "
@@ -105,6 +109,8 @@ class TrainSettings:
                          "learning rate would never reach its peak")
         if self.distill is not None and not self.teacher:
             found.append("--distill weighs --teacher's probabilities; give --teacher NPZ too, or leave --distill out")
+        if self.mixup and self.cutmix:
+            found.append("--mixup and --cutmix each mix a face with another; give one of them")
         if self.fer2013_weight is not None and self.labels != "both":
             found.append("--fer2013-weight applies to --labels both; give --labels both, or leave it out")
         if self.teacher and self.labels != "fer2013":

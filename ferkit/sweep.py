@@ -44,10 +44,12 @@ class SweepError(FerkitError):
 
 @dataclasses.dataclass
 class Space:
-    """What a sweep tries.  grid: {NAME: [values]}; random: {NAME: {"uniform"|"loguniform"|"randint": [lo, hi]}
+    """What a sweep tries.  grid: {NAME: [values]}, every combination; points: [{NAME: value, ...}], each a
+    combination of its own (arms of an experiment); random: {NAME: {"uniform"|"loguniform"|"randint": [lo, hi]}
     or {"choice": [values]}}, drawn `samples` times with `sample_seed`; seeds: training seeds, each trial
     run once per seed.  NAME: a TrainSettings field, or set.NAME for a model hyperparameter."""
     grid: dict = dataclasses.field(default_factory=dict)
+    points: list = dataclasses.field(default_factory=list)
     random: dict = dataclasses.field(default_factory=dict)
     samples: int = 1
     sample_seed: int = 0
@@ -55,15 +57,15 @@ class Space:
 
     @classmethod
     def from_json(cls, path):
-        """A space.json: {"grid": {...}, "random": {...}, "samples": N, "sample_seed": N, "seeds": [...]}."""
+        """A space.json: {"grid": {...}, "points": [...], "random": {...}, "samples": N, "sample_seed": N, "seeds": [...]}."""
         try:
             raw = cli.read_json(path)
         except (OSError, ValueError) as e:
             raise SweepError(f"--space {path}: cannot read it as JSON ({getattr(e, 'strerror', None) or e})") from None
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)} if isinstance(raw, dict) else {"(not an object)"}
         if unknown:
-            raise SweepError(f"--space {path}: unknown keys {', '.join(sorted(unknown))}; expected grid, random, "
-                             "samples, sample_seed, seeds")
+            raise SweepError(f"--space {path}: unknown keys {', '.join(sorted(unknown))}; expected grid, points, "
+                             "random, samples, sample_seed, seeds")
         return cls(**raw)
 
 
@@ -110,7 +112,8 @@ def _draw(spec, name, rng):
 def trials(arch, space, fixed):
     """The space -> [{"name", "settings": {...}, "hparams": {...}}], every one checked (names, types,
     ranges) before Ray starts.  fixed: settings every trial shares (data, epochs...)."""
-    if not space.grid and not space.random and len(space.seeds) < 2:
+    cli.quiet_tensorflow()  # the models' modules import it: without its start-up chatter
+    if not space.grid and not space.points and not space.random and len(space.seeds) < 2:
         raise SweepError("the space is empty: give --grid NAME=V1,V2 (or a --space file) to vary something")
     for name, values in space.grid.items():
         if not isinstance(values, (list, tuple)) or not values:
@@ -119,7 +122,10 @@ def trials(arch, space, fixed):
         raise SweepError("samples must be at least 1, and seeds must name at least one seed")
     rng = np.random.default_rng(space.sample_seed)
     draws = [{n: _draw(spec, n, rng) for n, spec in sorted(space.random.items())} for _ in range(space.samples)]
-    combos = [dict(zip(space.grid, values)) for values in itertools.product(*space.grid.values())]
+    if not all(isinstance(p, dict) for p in space.points):
+        raise SweepError("points: expected a list of objects, such as [{\"epochs\": 60}, {\"cutmix\": 1.0}]")
+    combos = [dict(zip(space.grid, values)) for values in itertools.product(*space.grid.values())] if space.grid else []
+    combos = combos + [dict(p) for p in space.points] or [{}]
     out = []
     for combo, drawn, seed in itertools.product(combos, draws, space.seeds):
         point = {name: _typed(arch, name, value) for name, value in {**combo, **drawn}.items()}
@@ -238,14 +244,20 @@ def _callback(out, names, log):
     from ray.tune import Callback
 
     class Progress(Callback):
-        def __init__(self):
-            self.best, self.ended, self.start = 0.0, 0, time.perf_counter()
+        def __init__(self, log):
+            self.best, self.ended, self.start, self.log = 0.0, 0, time.perf_counter(), log
+
+        def __getstate__(self):  # Tune saves its callbacks with the experiment; a file it opened cannot go along
+            return {k: v for k, v in self.__dict__.items() if k != "log"}
+
+        def __setstate__(self, state):
+            self.__dict__.update(state, log=sys.stdout)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self.best = max(self.best, result.get("val_accuracy", 0.0))
             print(f"[{time.perf_counter() - self.start:6.0f} s] {trial.config['trial']['name']}: epoch "
                   f"{result.get('epoch')} PublicTest {result.get('val_accuracy', 0.0):.4f} | best so far "
-                  f"{self.best:.4f} | {self.ended}/{names} trials ended", file=log, flush=True)
+                  f"{self.best:.4f} | {self.ended}/{names} trials ended", file=self.log, flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.record(trial, (trial.last_result or {}).get("ended", "stopped by the scheduler"), final=True)
@@ -253,14 +265,19 @@ def _callback(out, names, log):
         def on_trial_error(self, iteration, trials, trial, **info):
             self.record(trial, f"failed: {_last_line(trial.error_file)}", final=False)
 
-        def record(self, trial, ended, final):
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            self.record(trial, f"retried after: {_last_line(trial.error_file)}", final=False, retried=True)
+
+        def record(self, trial, ended, final, retried=False):
             self.ended += final
             status = read_status(out)
-            status[trial.config["trial"]["name"]] = {"ended": ended, "final": final}
+            name = trial.config["trial"]["name"]
+            retries = status.get(name, {}).get("retries", 0) + retried
+            status[name] = {"ended": ended, "final": final, "retries": retries}
             files.write_json(os.path.join(out, STATUS), status)
-            print(f"{trial.config['trial']['name']}: {ended}", file=log, flush=True)
+            print(f"{name}: {ended}", file=self.log, flush=True)
 
-    return Progress()
+    return Progress(log)
 
 
 def run(arch, space, out, epochs=None, max_steps=None, scheduler="asha", grace=None, cpus_per_trial=1,

@@ -144,6 +144,28 @@ def mixup(images, targets, alpha, rng):
     return blend(images), blend(targets)
 
 
+def cutmix(images, targets, alpha, rng):
+    """CutMix (Yun et al. 2019): onto each face of images float32 (B, 48, 48, 1), a box cut from the same
+    place of another face of the batch; targets (B, 7) mixed by the box's share of the area.  The share
+    is min(u, 1 - u), u ~ Beta(alpha, alpha), at most half: each row's int label still names the
+    dominant face.  -> (images, targets float32), the same shapes."""
+    source, soft = images, targets.astype(np.float32)  # boxes come from the faces as they were
+    images, targets = source.copy(), soft.copy()
+    other = rng.permutation(len(images))
+    share = rng.beta(alpha, alpha, size=len(images))
+    share = np.minimum(share, 1.0 - share)
+    size = images.shape[1]
+    for i, j in enumerate(other):
+        side = min(int(round(size * np.sqrt(share[i]))), int(size / np.sqrt(2)))  # never more than half the face
+        if side == 0:
+            continue
+        top, left = rng.integers(0, size - side + 1, size=2)
+        images[i, top:top + side, left:left + side] = source[j, top:top + side, left:left + side]
+        pasted = side * side / (size * size)  # the area actually pasted, after rounding
+        targets[i] = (1.0 - pasted) * soft[i] + pasted * soft[j]
+    return images, targets
+
+
 def weight_average(variables, train_op, global_step, decay):
     """--ema: an exponential moving average of `variables` (the model's, batch-norm statistics
     included), updated after every step, at decay min(decay, (1 + step) / (10 + step)) so that
@@ -301,9 +323,10 @@ class TrainingGraph:
         from ferkit.faces import one_hot
         s, net = self.s, self.net
         x, t = sets.train_x[batch], None if sets.train_targets is None else sets.train_targets[batch]
-        if s.mixup:
-            x, t = mixup(x, one_hot(sets.train_labels[batch]) if t is None else t, s.mixup,
-                         np.random.RandomState([s.seed, epoch, i]))
+        if s.mixup or s.cutmix:
+            mix, alpha = (mixup, s.mixup) if s.mixup else (cutmix, s.cutmix)
+            x, t = mix(x, one_hot(sets.train_labels[batch]) if t is None else t, alpha,
+                       np.random.default_rng([s.seed, epoch, i]) if s.cutmix else np.random.RandomState([s.seed, epoch, i]))
         feed = {net.images: x, net.labels: sets.train_labels[batch], net.is_training: True, net.augment: True,
                 net.step_seed: [s.seed, step]}
         if t is not None:

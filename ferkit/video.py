@@ -156,18 +156,38 @@ def open_capture(path, start=0):
     return _FirstFrameKept(capture, first), fps, total
 
 
+def timed_read(capture):
+    """capture.read() -> (ok, frame, the frame's presentation time in seconds from the decoder, or None
+    where it gives none).  Read right after the frame is decoded: a variable-frame-rate file's frames
+    are not number / fps apart, and a read-ahead thread is frames ahead of the caller."""
+    import cv2
+    ok, frame = capture.read()
+    if not ok:
+        return False, None, None
+    ms = capture.get(cv2.CAP_PROP_POS_MSEC)
+    return True, frame, ms / 1000.0 if math.isfinite(ms) and ms >= 0 else None
+
+
 class _FirstFrameKept:
     """A capture whose first frame was read to check the file: read() gives that frame first (seeking
-    back to it instead is inexact for some codecs, and fails on a one-frame file)."""
+    back to it instead is inexact for some codecs, and fails on a one-frame file), and get() its
+    properties (its timestamp) until the next read."""
 
     def __init__(self, capture, first):
-        self.capture, self.first = capture, first
+        import cv2
+        self.capture, self.first, self.giving_first = capture, first, False
+        self.first_ms = capture.get(cv2.CAP_PROP_POS_MSEC)
 
     def read(self):
+        self.giving_first = self.first is not None
         if self.first is not None:
             frame, self.first = self.first, None
             return True, frame
         return self.capture.read()
+
+    def get(self, prop):
+        import cv2
+        return self.first_ms if self.giving_first and prop == cv2.CAP_PROP_POS_MSEC else self.capture.get(prop)
 
     def release(self):
         self.capture.release()
@@ -209,12 +229,12 @@ class _ReadAhead:
                 continue
         return False
 
-    def _run(self, limit):
+    def _run(self, limit):  # queues (frame, seconds): timed_read's, as read() gives them
         n = 0
         try:
             while limit is None or n < limit:
-                ok, frame = self.capture.read()
-                if not ok or not self._put(frame):
+                ok, frame, seconds = timed_read(self.capture)
+                if not ok or not self._put((frame, seconds)):
                     break
                 n += 1
         except Exception as e:  # given to the caller, in order, in place of the next frame
@@ -225,10 +245,10 @@ class _ReadAhead:
         item = self.queue.get()
         if item is self._END:
             self.queue.put(item)  # read() after the end stays at the end
-            return False, None
+            return False, None, None
         if isinstance(item, Exception):
             raise item
-        return True, item
+        return (True, *item)
 
     def stop(self):
         self.stopping.set()
@@ -259,6 +279,7 @@ class Video:
         self.read, self.end = start, end  # frame numbers: the capture is at `start`; stop before `end`
         self.period = full_search_period(fps, every)
         self._faces = []  # the last classified frame's faces, held for the frames after it
+        self.last_time = None  # the last decoded frame's time (seconds)
 
     def __iter__(self):
         """One record per classified frame; with images=True one per source frame, each with its
@@ -275,11 +296,12 @@ class Video:
     def _frames(self, reader, batch):
         pending, previous = [], None  # frames read but not classified yet; the last classified frame's detections
         while True:
-            ok, frame = reader.read() if self.end is None or self.read < self.end else (False, None)
+            ok, frame, seconds = (self._next(reader) if self.end is None or self.read < self.end
+                                  else (False, None, None))
             if ok:
                 number, self.read = self.read, self.read + 1
-                entry = {"frame": number, "shape": frame.shape, "image": frame if self.images else None,
-                         "classified": number % self.every == 0}
+                entry = {"frame": number, "time": self._clock(number, seconds), "shape": frame.shape,
+                         "image": frame if self.images else None, "classified": number % self.every == 0}
                 if entry["classified"]:
                     entry["detections"], entry["inputs"] = self._locate(frame, number, previous)
                     previous = entry["detections"]
@@ -292,6 +314,31 @@ class Video:
                 pending = []
             if not ok:
                 return
+
+    def _next(self, reader):
+        """(ok, frame, seconds or None) from the read-ahead thread, or from the capture itself."""
+        if isinstance(reader, _ReadAhead):
+            return reader.read()
+        if self.live:  # a camera's timestamps are its clock's, not the stream's: frames count the time
+            return (*reader.read(), None)
+        return timed_read(reader)
+
+    def _clock(self, number, seconds):
+        """A frame's time in seconds: the decoder's timestamp where it has one that moves forward (a
+        variable-frame-rate file's frames are not number / fps apart), else one frame interval on."""
+        if seconds is None or (self.last_time is not None and seconds <= self.last_time):
+            seconds = number / self.fps if self.last_time is None else self.last_time + 1.0 / self.fps
+        self.last_time = seconds
+        return seconds
+
+    def ended_early(self, end=None):
+        """Whether the file ended before frame `end` (default: the count its container claims) and
+        before the time that count stands for: a variable-frame-rate file's claim is its duration x
+        a nominal rate, more frames than it holds, but its last timestamps reach that duration."""
+        end = self.total if end is None else end
+        if not end or self.read >= end:
+            return False
+        return self.last_time is None or self.last_time + 2.0 / self.fps < end / self.fps
 
     def _locate(self, frame, number, previous):
         """A frame's detections and model inputs (Recognizer.locate), searched whole or near `previous`."""
@@ -312,7 +359,7 @@ class Video:
         probabilities = self.recognizer.classifier.predict(inputs) if classified else None
         at = 0
         for entry in pending:
-            number, time_s = entry["frame"], entry["frame"] / self.fps
+            number, time_s = entry["frame"], entry["time"]
             if entry["classified"]:
                 n = len(entry["inputs"])
                 faces = self.recognizer.describe(entry["detections"], probabilities[at:at + n], entry["shape"])

@@ -12,7 +12,8 @@ The five parts, each in its own variable scope:
                     ReLU, max-pool after the first three pairs) -> a 6x6 grid
                     of 36 local feature vectors (N, 36, 256).  Three hyperparameters
                     reshape it (their defaults give the layers above):
-                    first_width, the width of conv1 (the second 48x48 conv keeps 32);
+                    first_width, the width of conv1; width48, of the second 48x48 conv;
+                    width24, of the two 24x24 convs (32, 32 and 64 by default);
                     residual_stages, how many of the last stages get a residual
                     block (two more convs, added back onto the stage's first conv)
                     in place of their second conv;
@@ -38,10 +39,11 @@ CNN_BLOCKS = ((32, 32), (64, 64), (128, 128), (256, 256))
 # models.check_hparams: the integers' ranges.  The widths stop where one model still trains in this
 # machine's memory (first_width=100000 asked the OS for more than it had, and it killed the process).
 INT_RANGES = {"residual_stages": (0, len(CNN_BLOCKS)), "crop": (8, 48), "stem_convs": (1, 2),
-              "first_width": (1, 1024), "lstm_units": (1, 4096), "attention_units": (1, 4096)}
+              "first_width": (1, 1024), "width48": (1, 1024), "width24": (1, 1024), "lstm_units": (1, 4096),
+              "attention_units": (1, 4096)}
 
 
-def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0, stem_convs=2):
+def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0, stem_convs=2, width48=32, width24=64):
     """The convolutional part: images (N, 48, 48, 1) -> feature grid (N, 6, 6, 256).
 
     Convs are numbered conv1, conv2, ... in order, so the default (a plain
@@ -55,8 +57,9 @@ def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0, stem_co
         n += 1
         return layers.conv2d(x, width, 3, f"conv{n}", weight_decay, is_training, relu=relu)
 
-    for stage, widths in enumerate(CNN_BLOCKS):
-        x = conv(x, first_width if stage == 0 else widths[0])
+    blocks = ((first_width, width48), (width24, width24)) + CNN_BLOCKS[2:]
+    for stage, widths in enumerate(blocks):
+        x = conv(x, widths[0])
         if stage == 0 and stem_convs == 1:
             pass                                        # the cheaper stem: one conv, then pool
         elif stage >= len(CNN_BLOCKS) - residual_stages:
@@ -71,7 +74,7 @@ def cnn(x, is_training, weight_decay, first_width=32, residual_stages=0, stem_co
 
 def inference(images, is_training, num_classes=7, local_attention=True, global_attention=True,
               lstm_units=128, attention_units=128, dropout=0.3, weight_decay=5e-4,
-              first_width=32, residual_stages=0, stem_convs=2, crop=48, seed=None):
+              first_width=32, residual_stages=0, stem_convs=2, crop=48, width48=32, width24=64, seed=None):
     """images (N, 48, 48, 1), is_training bool tensor -> logits (N, num_classes), end_points dict.
     crop: the side of the central square the network reads (48: the whole face); any crop from
     41 to 48 still pools down to the 6x6 grid (SAME pooling rounds up), so the LSTM keeps 36 steps.
@@ -83,7 +86,7 @@ def inference(images, is_training, num_classes=7, local_attention=True, global_a
         top = (int(images.shape[1]) - crop) // 2
         images = images[:, top:top + crop, top:top + crop]
     with tf.variable_scope("cnn"):
-        x = cnn(images, is_training, weight_decay, first_width, residual_stages, stem_convs)
+        x = cnn(images, is_training, weight_decay, first_width, residual_stages, stem_convs, width48, width24)
     grid = x.shape[1] * x.shape[2]
     local = tf.reshape(x, [-1, grid, x.shape[3]])           # (N, 36, 256), row-major grid positions
     end_points["local_features"] = local

@@ -162,8 +162,9 @@ def test_a_node_removed_mid_run_loses_nothing(tmp_path):
     once a shard is done, and the run finishes on the first."""
     from ray.cluster_utils import Cluster
     from ferkit.annotate import Job, run
-    from ferkit import backends
+    from ferkit import backends, raynode
     ray.shutdown()
+    raynode._loopback_only()  # or this process turns 127.0.0.1 into the network interface's address, where nothing listens
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "node_ip_address": "127.0.0.1"})
     try:
         second = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")

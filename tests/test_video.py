@@ -248,6 +248,9 @@ def test_files_are_read_ahead_and_cameras_frame_by_frame(recognizer, tmp_path):
             self.reads += 1
             return self.capture.read()
 
+        def get(self, prop):
+            return self.capture.get(prop)
+
         def release(self):
             self.capture.release()
 
@@ -285,3 +288,45 @@ def test_tracks_follow_a_face_across_skipped_frames(tmp_path, recognizer):
     records = [r for r in recognizer.video(str(tmp_path / "slow.avi"), every=11)]
     tracks = {f["track"] for r in records for f in r["faces"]}
     assert len(records) == 7 and tracks == {1}, tracks
+
+
+def variable_rate_clip(path, times_ms):
+    """An H.264 file whose frames are shown at `times_ms` (milliseconds, uneven), each a flat grey."""
+    import fractions
+
+    import av
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((120, 160, 3), 30 * i, np.uint8), format="bgr24")
+            frame.pts, frame.time_base = t, fractions.Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+@pytest.mark.parametrize("container", ["mkv", "mp4"])
+def test_a_variable_frame_rate_file_is_timed_by_its_own_timestamps(tmp_path, recognizer, container):
+    """Frames at 0-0.3 s, then 20 s, then 23 s: each record's time_s is the frame's own, not frame / fps.
+    The MKV claims 694 frames (its duration x 30) and holds 8, yet it is not damaged: its last frame
+    reaches that duration."""
+    times = [0, 100, 200, 300, 20000, 20100, 23000, 23100]
+    path = tmp_path / f"vfr.{container}"
+    variable_rate_clip(path, times)
+    stream = recognizer.video(str(path))
+    assert [r["time_s"] for r in stream] == [t / 1000 for t in times]
+    assert not stream.ended_early()
+    proc = run_script("predict.py", "--video", path, "--csv", tmp_path / "rows.csv")
+    assert proc.returncode == 0 and "damaged" not in proc.stderr and "8 frames read" in proc.stderr, proc.stderr
+
+
+def test_a_truncated_file_is_still_reported(tmp_path):
+    """A constant-rate clip cut off after a third of its bytes: fewer frames and an earlier last
+    timestamp than its container claims, so predict says so (exit 1) and keeps what it read."""
+    crossing_clip(tmp_path / "whole.avi", frames=60, blank=range(60))
+    raw = (tmp_path / "whole.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(raw[:len(raw) // 3])
+    proc = run_script("predict.py", "--video", tmp_path / "cut.avi", "--csv", tmp_path / "rows.csv")
+    assert proc.returncode == 1 and "(damaged or truncated)" in proc.stderr, proc.stderr
+    assert (tmp_path / "rows.csv").is_file()

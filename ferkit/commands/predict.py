@@ -202,7 +202,7 @@ def predict_stream(recognizer, args):
           + (f"; timeline in {timeline}" if timeline and not args.csv else "")
           + (f"; annotated video in {os.path.join(args.annotate, ANNOTATED)}" if annotated else ""),
           file=sys.stderr)
-    if total and done < total:  # the container promised more frames than could be decoded
+    if stream.ended_early():  # the container promised more frames than could be decoded
         print(f"error: {args.video}: the video ended after {done} of its {total} frames (damaged or truncated); "
               "what was written holds those frames", file=sys.stderr)
         return 1
