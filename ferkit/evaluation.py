@@ -1,4 +1,5 @@
-"""Evaluation, as a library: accuracy reports of trained models on a FER-2013 split.
+"""Evaluation, as a library: accuracy reports of trained models on a FER-2013 split, or on a labelled
+photo collection (ferkit.collection: a folder of emotion folders).
 
     from ferkit import evaluation
     reports = evaluation.evaluate(models=["acnn_alstm"], split="PrivateTest", tta=True)
@@ -10,6 +11,10 @@ confusion, faces_per_s[, tta].  It is saved as <stem>.json and <stem>.png (the c
 beside a checkpoint as eval_<split>*, beside an export as NAME.eval_<split>*, in
 runs/eval/NAME/ for a shipped model (which no command writes into), or in `out`.  A report
 computed on other data is never replaced: the new one gets the data's fingerprint in its name.
+On a collection the split is "collection", the data entry adds skipped (images left out, with
+why, in <stem>.skipped.csv), and two more files go beside the report: <stem>.faces.csv (every face:
+file, box, true and predicted emotion, the 7 probabilities) and <stem>.mistakes.png (the aligned
+faces it got wrong, true -> predicted, the most confident mistakes first).
 """
 import os
 import sys
@@ -95,8 +100,23 @@ def load_models(paths, bf16=False, out=None):
     return classifiers
 
 
+def load_collection(path, label_map=None, faces="auto", log=None):
+    """A labelled photo collection -> (images uint8 (N, 48, 48, 1), labels (N,), the report's "data"
+    entry, the ferkit.collection.Collection), its notes (classes left out, images skipped) printed.
+    label_map: {folder name: emotion}, as collection.parse_label_map gives it."""
+    from ferkit import collection
+    log = log or sys.stdout
+    found = collection.load(path, label_map, faces, progress=log is sys.stderr)
+    for note in found.notes:
+        print(f"{path}: {note}", file=log)
+    data_info = {"path": path, "labels": "collection", "faces": len(found.labels), "skipped": len(found.skipped),
+                 "face_path": faces, "fingerprint": data.fingerprint(found.faces, found.labels)}
+    return found.faces, found.labels, data_info, found
+
+
 def report_of(classifier, images, truth, split, data_info, tta=False, batch_size=256):
-    """One model's report on (images, truth): the dict the .json holds, with "tta" when asked for."""
+    """One model's report on (images, truth): the dict the .json holds, with "tta" when asked for, and
+    its probabilities float32 (N, 7)."""
     report = {"model": classifier.name, "checkpoint": classifier.path, "split": split,
               "backend": classifier.backend, "quantize": classifier.quantize,
               "precision": "bfloat16" if classifier.bfloat16 else "float32", "data": data_info}
@@ -107,7 +127,46 @@ def report_of(classifier, images, truth, split, data_info, tta=False, batch_size
     report["faces_per_s"] = round(len(truth) / seconds, 1)
     if tta:
         report["tta"] = metrics.classification_report(truth, classifier.predict(images, batch_size, tta=True).argmax(1))
-    return report
+    return report, probabilities
+
+
+def write_face_table(found, probabilities, stem):
+    """<stem>.faces.csv, a row per face of the collection, and <stem>.skipped.csv, a row per image left out."""
+    import csv
+    from ferkit.dataset import EMOTIONS
+    with files.atomic_write(stem + ".faces.csv", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "x", "y", "w", "h", "emotion", "predicted", *EMOTIONS])
+        for source, label, p in zip(found.sources, found.labels, probabilities):
+            box = source["box"] or ["", "", "", ""]
+            writer.writerow([source["file"], *box, EMOTIONS[label], EMOTIONS[int(p.argmax())], *(f"{v:.4f}" for v in p)])
+    with files.atomic_write(stem + ".skipped.csv", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "reason"])
+        writer.writerows(found.skipped)
+
+
+def mistakes_sheet(faces, truth, probabilities, path, limit=100, columns=10):
+    """The faces (uint8 (N, 48, 48, 1)) the model got wrong as a contact sheet PNG, each at 2x with
+    "true > predicted" under it, the most confident mistakes first (at most `limit`)."""
+    import cv2
+    import numpy as np
+    from ferkit.dataset import EMOTIONS
+    predicted = probabilities.argmax(1)
+    wrong = np.flatnonzero(predicted != truth)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:limit]
+    cell, caption = 96, 18
+    rows = max(1, -(-len(wrong) // columns))
+    sheet = np.full((rows * (cell + caption), columns * cell, 3), 255, np.uint8)
+    for k, i in enumerate(wrong):
+        top, left = (k // columns) * (cell + caption), (k % columns) * cell
+        sheet[top:top + cell, left:left + cell] = cv2.cvtColor(cv2.resize(faces[i, ..., 0], (cell, cell)), cv2.COLOR_GRAY2BGR)
+        cv2.putText(sheet, f"{EMOTIONS[truth[i]][:3]}>{EMOTIONS[predicted[i]][:3]}", (left + 3, top + cell + 13),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 160), 1, cv2.LINE_AA)
+    ok, png = cv2.imencode(".png", sheet)
+    with files.atomic_write(path, "wb") as f:
+        f.write(png.tobytes())
+    return len(wrong)
 
 
 def save_report(report, stem_of, log=None, show=True):
@@ -129,8 +188,11 @@ def save_report(report, stem_of, log=None, show=True):
 
 
 def evaluate(models=(), checkpoints=(), data=CACHE, split="PrivateTest", tta=False, batch_size=256, bf16=False,
-             labels="fer2013", out=None, overwrite=False, log=None, show=True):
+             labels="fer2013", out=None, overwrite=False, log=None, show=True, label_map=None, faces="auto"):
     """Report each model on `split` of `data` -> [report dict, one per model, in order].
+    data may be a labelled photo collection (a folder of emotion folders): then all of it is
+    evaluated (split "collection"), its folder names mapped with label_map ("1=surprise,..." or a
+    dict) and its faces found as `faces` says (auto, detect, as-is; ferkit.collection).
 
     models: shipped names; checkpoints: checkpoint folders, .tflite files or SavedModel folders.
     labels: "fer2013", or "ferplus" (FER+'s majority labels; needs a cache made with --ferplus).
@@ -141,18 +203,36 @@ def evaluate(models=(), checkpoints=(), data=CACHE, split="PrivateTest", tta=Fal
     if batch_size < 1:
         raise cli.UserError(f"--batch-size must be at least 1, got {batch_size}")
     paths = list(checkpoints) + [backends.resolve(model=m, fast=False) for m in models]
+    from ferkit import collection
+    found, is_collection = None, collection.is_collection(data)
+    if is_collection:  # its folder names checked before any model is loaded or folder made
+        label_map = collection.parse_label_map(label_map) if isinstance(label_map, str) else label_map
+        collection.plan(data, label_map)
+    if out:  # before load_models makes the folder: never inside the data or a model
+        files.check_outputs([("--out", out, "folder")], inputs=[data, *paths], overwrite=True)
     classifiers = load_models(paths, bf16, out)
-    images, truth, data_info = load_faces(data, split, labels, log)
+    if is_collection:
+        split = "collection"
+        images, truth, data_info, found = load_collection(data, label_map, faces, log)
+    else:
+        images, truth, data_info = load_faces(data, split, labels, log)
     stems = [report_stems(c, split, labels, tta, out, data_info) for c in classifiers]
-    outputs = sorted({stem + ext for by_variant in stems for stem in by_variant.values() for ext in (".json", ".png")})
+    extras = (".faces.csv", ".skipped.csv", ".mistakes.png") if found else ()
+    outputs = sorted({stem + ext for by_variant in stems for stem in by_variant.values() for ext in (".json", ".png")}
+                     | {by_variant[""] + ext for by_variant in stems for ext in extras})
     files.check_outputs([("the report", path, "file") for path in outputs],  # a model named twice: one report
                         inputs=[data] + [p for c in classifiers for p in backends.model_inputs(c.path)],
                         overwrite=overwrite)
     reports = []
     for classifier, stem_of in zip(classifiers, stems):
         print(f"{classifier.name}: {classifier.path} ({classifier.backend}) on {split} ({len(truth)} faces)", file=log)
-        report = report_of(classifier, images, truth, split, data_info, tta, batch_size)
+        report, probabilities = report_of(classifier, images, truth, split, data_info, tta, batch_size)
         save_report(report, stem_of, log, show)
+        if found:
+            write_face_table(found, probabilities, stem_of[""])
+            wrong = mistakes_sheet(images, truth, probabilities, stem_of[""] + ".mistakes.png")
+            print(f"every face in {stem_of['']}.faces.csv, {len(found.skipped)} skipped images in .skipped.csv, "
+                  f"{wrong} mistakes pictured in .mistakes.png", file=log)
         reports.append(report)
     return reports
 

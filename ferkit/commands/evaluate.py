@@ -1,8 +1,17 @@
-"""Accuracy reports of trained models on a FER-2013 split.
+"""Accuracy reports of trained models on a FER-2013 split, or on your own labelled photos.
 
     ferkit evaluate --model acnn_alstm [dnn ...] [--data PATH] [--split PrivateTest] [--tta] [--json]
     ferkit evaluate --checkpoint PATH [PATH ...]
+    ferkit evaluate --model acnn_alstm --data my_photos/ [--label-map 1=surprise,2=fear,...] [--faces auto]
     (python evaluate.py takes the same options)
+
+--data may be a folder of emotion folders (my_photos/happy/*.jpg, anger/, sadness/...: synonyms
+such as anger, happiness, sadness, fearful, disgusted, surprised map by themselves, contempt is left
+out and counted, --label-map names the rest).  Its 48x48 images are used as they are; in any other
+photo the largest face is found and aligned as predict does it (--faces detect|as-is forces one way).
+Images that cannot be read or hold no face are skipped, counted, and listed in eval_collection.skipped.csv;
+eval_collection.faces.csv holds every face's file, box, true and predicted emotion and probabilities,
+and eval_collection.mistakes.png pictures the faces it got wrong.
 
 --model NAME is the shipped model NAME; --checkpoint takes a checkpoint
 folder, or a .tflite file or SavedModel folder written by export.
@@ -37,6 +46,11 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus"),
                         help="score against FER-2013's labels, or FER+'s majority labels (faces without a clear "
                              "majority left out and counted; needs a cache made with preprocess --ferplus)")
+    parser.add_argument("--label-map", metavar="FOLDER=EMOTION,...",
+                        help="a collection's folder names that are not emotion names, such as 1=surprise,2=fear")
+    parser.add_argument("--faces", choices=("auto", "detect", "as-is"), default="auto",
+                        help="in a collection: find the face in each photo (detect), take each image whole "
+                             "(as-is), or detect in all but 48x48 crops (auto, the default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     cli.add_overwrite(parser, "replace report files there even where this toolkit did not write them")
     parser.add_argument("--out", metavar="DIR",
@@ -53,7 +67,8 @@ def main(argv=None, prog=None):
     reports = evaluation.evaluate(models=args.model or (), checkpoints=args.checkpoint or (), data=args.data,
                                   split=args.split, tta=args.tta, batch_size=args.batch_size, bf16=args.bf16,
                                   labels=args.labels, out=args.out, overwrite=args.overwrite,
-                                  log=sys.stderr if args.json else sys.stdout, show=not args.json)
+                                  log=sys.stderr if args.json else sys.stdout, show=not args.json,
+                                  label_map=args.label_map, faces=args.faces)
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     elif len(reports) > 1:

@@ -1,0 +1,153 @@
+"""Labelled photo collections: a user's own faces, read the way predict reads photos.
+
+    load(path, label_map=None, faces="auto") -> Collection
+    is_collection(path)                       whether `path` is a folder of emotion folders
+
+path: a folder of emotion folders (anger/, happy/, 1/ ... with label_map), each holding photos or
+face crops (nested folders inside them are read too).  Folder names are read as collections spell
+them: SYNONYMS map by themselves, classes the models do not have (OUTSIDE: contempt) are left out
+with a note and their count, and label_map ({"1": "surprise", ...}; parse_label_map reads the
+option's "1=surprise,2=fear") names the rest.
+
+faces: "auto" takes a 48x48 image as it is (a FER-2013 or CK+48 crop) and finds the largest face in
+anything else with predict's detector and alignment (the same YuNet search and crop_face); "detect"
+and "as-is" (the whole image, resized) force one or the other.  An image that cannot be read, or
+in which no face is found, is a skipped entry (file, reason), never an error, and the reading goes
+on.  Nothing in the collection is ever written to.
+
+Collection: faces uint8 (N, 48, 48, 1), labels int64 (N,), sources [{"file", "box" [x, y, w, h] or
+None (the whole image)}] in the same order, skipped [(file, reason)], notes [str].
+"""
+import collections
+import os
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ferkit.cli import UserError
+from ferkit.dataset import EMOTIONS, IMAGE_SIZE
+from ferkit.faces import crop_face, face_to_48
+from ferkit.photos import PhotoError, list_images, read_image
+
+SYNONYMS = {**{e: e for e in EMOTIONS}, "anger": "angry", "happiness": "happy", "sadness": "sad",
+            "fearful": "fear", "disgusted": "disgust", "surprised": "surprise", "neutrality": "neutral"}
+OUTSIDE = ("contempt",)  # emotions some collections label that the models do not have
+FACES = ("auto", "detect", "as-is")
+
+
+class CollectionError(UserError):
+    """A collection that cannot be used as it is: what is wrong, naming the folder or option."""
+
+
+@dataclass
+class Collection:
+    faces: np.ndarray
+    labels: np.ndarray
+    sources: list
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def accepted_names():
+    return ", ".join(sorted(SYNONYMS) + list(OUTSIDE))
+
+
+def parse_label_map(text):
+    """"1=surprise,2=fear" -> {"1": "surprise", "2": "fear"}; each value an emotion or a synonym (or contempt)."""
+    mapping = {}
+    for item in filter(None, (text or "").split(",")):
+        name, _, emotion = item.partition("=")
+        if not name.strip() or emotion.strip().lower() not in {**SYNONYMS, **dict.fromkeys(OUTSIDE)}:
+            raise CollectionError(f"--label-map {item}: expected FOLDER=EMOTION with EMOTION one of {accepted_names()}")
+        mapping[name.strip()] = emotion.strip().lower()
+    return mapping
+
+
+def label_of(folder, name, label_map):
+    """An emotion folder's name -> its label 0..6, or None for a class the models do not have."""
+    word = (label_map or {}).get(name, name).lower()
+    if word in OUTSIDE:
+        return None
+    if word not in SYNONYMS:
+        raise CollectionError(f"{os.path.join(folder, name)}: unknown emotion folder {name!r}; accepted names are "
+                              f"{accepted_names()}; name others with --label-map {name}=EMOTION[,...]")
+    return EMOTIONS.index(SYNONYMS[word])
+
+
+def is_collection(path):
+    """A folder whose sub-folders are emotion folders (not FER-2013's train/ test/ image-folder copy)."""
+    if not os.path.isdir(path):
+        return False
+    subdirs = [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")]
+    return bool(subdirs) and not {d.lower() for d in subdirs} & {"train", "test", "val"}
+
+
+def _face(path, faces, detector):
+    """One image -> (its 48x48 face uint8, the box it came from or None); PhotoError or ValueError to skip it."""
+    bgr = read_image(path)
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    if faces == "as-is" or (faces == "auto" and gray.shape == (IMAGE_SIZE, IMAGE_SIZE)):
+        return face_to_48(gray), None
+    found = detector.detect(bgr)  # as Recognizer.locate(largest=True) does: the largest face, aligned
+    if not found:
+        raise ValueError("no face found")
+    return crop_face(gray, found[0].box, found[0].landmarks), [int(v) for v in found[0].box]
+
+
+def _classes(path, label_map):
+    """The collection's emotion folders -> ([(folder path, label)], {left-out name: image count})."""
+    classes, left_out = [], {}
+    for name in sorted(os.listdir(path)):
+        folder = os.path.join(path, name)
+        if name.startswith(".") or not os.path.isdir(folder):
+            continue
+        label = label_of(path, name, label_map)
+        if label is None:
+            left_out[name] = len(list_images([folder], extensions=""))
+        else:
+            classes.append((folder, label))
+    return classes, left_out
+
+
+def plan(path, label_map=None):
+    """The collection's files and their labels -> ([(file, label)], {left-out folder: file count}), from
+    the folder names alone (no image is read): CollectionError if one cannot be mapped, or if fewer
+    than two emotions have files."""
+    classes, left_out = _classes(path, label_map)
+    # every file, not only image names: one that is not an image is a skipped entry, not left out unseen
+    items = [(file, label) for folder, label in classes for file, _ in list_images([folder], extensions="")]
+    if len({label for _, label in items}) < 2:
+        raise CollectionError(f"{path}: {'no images' if not items else 'only one emotion'} in its emotion folders; "
+                              "a collection needs photos of at least two emotions")
+    return items, left_out
+
+
+def load(path, label_map=None, faces="auto", progress=False):
+    """Read the collection at `path`; see the module docstring.  CollectionError before any image is
+    read if it is empty, has one class, or names a folder it cannot map (plan)."""
+    from tqdm import tqdm
+
+    from ferkit.detectors import make_detector
+    if faces not in FACES:
+        raise CollectionError(f"--faces {faces}: expected one of {', '.join(FACES)}")
+    items, left_out = plan(path, label_map)
+    detector = make_detector("yunet") if faces != "as-is" else None
+    crops, labels, sources, skipped = [], [], [], []
+    for file, label in tqdm(items, unit="photo", desc="reading the collection", disable=not progress):
+        try:
+            face, box = _face(file, faces, detector)
+        except (PhotoError, ValueError, OSError) as e:
+            skipped.append((file, str(e)))
+            continue
+        crops.append(face)
+        labels.append(label)
+        sources.append({"file": file, "box": box})
+    notes = [f"left out {n} images of {name}/, an emotion the models do not have" for name, n in left_out.items()]
+    if skipped:
+        reasons = collections.Counter(reason if reason == "no face found" else "cannot be read" for _, reason in skipped)
+        notes.append(f"skipped {len(skipped)} of {len(items)} images: "
+                     + ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
+    if not crops:
+        raise CollectionError(f"{path}: no face in any of its {len(items)} images; nothing to evaluate")
+    return Collection(np.stack(crops)[..., None], np.array(labels, np.int64), sources, skipped, notes)

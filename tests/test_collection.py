@@ -1,0 +1,121 @@
+"""Your own faces: evaluate on a labelled photo collection (a folder of emotion folders), with the faces
+found and aligned as predict does it, label names as collections spell them, and skipped images counted."""
+import csv
+import hashlib
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_script
+from ferkit.backends import DEFAULT_MODEL
+
+SAMPLE = os.path.join(ROOT, "samples", "astronaut.png")
+MODEL = os.path.join(ROOT, "ferkit", "pretrained", DEFAULT_MODEL, "model.tflite")
+
+
+def photos():
+    """Two real photographs with one face each: the sample and matplotlib's portrait of Grace Hopper."""
+    from matplotlib import cbook
+    return cv2.imread(SAMPLE), cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+
+
+def snapshot(folder):
+    return {os.path.relpath(os.path.join(r, f), folder): hashlib.sha256(open(os.path.join(r, f), "rb").read()).hexdigest()
+            for r, _, names in os.walk(folder) for f in names}
+
+
+@pytest.fixture
+def collection(tmp_path):
+    """happiness/: the sample photo and a 48x48 crop of its face (used as it is); neutrality/: the portrait,
+    a faceless grey picture and a text file; contempt/: two images of a class the models do not have."""
+    sample, portrait = photos()
+    root = tmp_path / "my_photos"
+    for name in ("happiness", "neutrality", "contempt"):
+        (root / name).mkdir(parents=True)
+    cv2.imwrite(str(root / "happiness" / "astronaut.png"), sample)
+    cv2.imwrite(str(root / "happiness" / "crop.png"), cv2.resize(cv2.cvtColor(sample[70:180, 180:270], cv2.COLOR_BGR2GRAY), (48, 48)))
+    cv2.imwrite(str(root / "neutrality" / "hopper.jpg"), portrait)
+    cv2.imwrite(str(root / "neutrality" / "blank.png"), np.full((300, 300, 3), 128, np.uint8))
+    (root / "neutrality" / "notes.txt").write_text("not a photo")
+    for k in range(2):
+        cv2.imwrite(str(root / "contempt" / f"{k}.png"), sample)
+    return root
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_collection_is_evaluated_through_the_same_face_path_as_predict(tmp_path, collection):
+    before = snapshot(collection)
+    out = tmp_path / "reports"
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", collection, "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["split"] == "collection" and report["data"]["faces"] == 3 and report["data"]["skipped"] == 2
+    assert "left out 2 images of contempt/" in proc.stderr and "skipped 2 of 5 images: 1 no face found, 1 cannot be read" in proc.stderr
+    faces = {os.path.basename(r["file"]): r for r in rows(out / "model.eval_collection.faces.csv")}
+    assert sorted(faces) == ["astronaut.png", "crop.png", "hopper.jpg"]
+    assert faces["crop.png"]["x"] == ""  # a 48x48 crop is taken as it is, not searched for a face
+    assert [r["emotion"] for r in faces.values()] == ["happy", "happy", "neutral"]
+    correct = sum(r["emotion"] == r["predicted"] for r in faces.values())
+    assert report["accuracy"] == pytest.approx(correct / 3, abs=1e-4)
+    for name in ("astronaut.png", "hopper.jpg"):  # the same detector, alignment and model as predict's largest face
+        said = json.loads(run_script("predict.py", collection / ("happiness" if name == "astronaut.png" else "neutrality") / name,
+                                     "--checkpoint", MODEL, "--json").stdout)
+        face = said[0]["faces"][0] if isinstance(said, list) else said["faces"][0]
+        assert [int(faces[name][k]) for k in "xywh"] == face["box"] and faces[name]["predicted"] == face["emotion"]
+        assert float(faces[name][face["emotion"]]) == pytest.approx(face["probabilities"][face["emotion"]], abs=2e-4)
+    skipped = {os.path.basename(r["file"]): r["reason"] for r in rows(out / "model.eval_collection.skipped.csv")}
+    assert skipped["blank.png"] == "no face found" and "notes.txt" in skipped
+    sheet = cv2.imread(str(out / "model.eval_collection.mistakes.png"))
+    assert sheet is not None and sheet.shape[1] == 960 and sheet.shape[0] >= 96
+    assert (out / "model.eval_collection.png").is_file()  # the confusion matrix
+    assert snapshot(collection) == before  # nothing in the collection written to
+
+
+def test_numbered_folders_need_a_label_map(tmp_path):
+    sample, portrait = photos()
+    root = tmp_path / "numbered"
+    for name, image in (("4", sample), ("7", portrait)):
+        (root / name).mkdir(parents=True)
+        cv2.imwrite(str(root / name / "face.png"), image)
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", root, "--out", tmp_path / "r")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "unknown emotion folder '4'" in proc.stderr and "--label-map 4=EMOTION" in proc.stderr and "happiness" in proc.stderr
+    assert not (tmp_path / "r").exists()
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", root, "--out", tmp_path / "r", "--json",
+                      "--label-map", "4=happiness,7=neutral")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["data"]["faces"] == 2
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({"happy": 2}, "only one emotion"),
+    ({"happy": 0, "sad": 0}, "no images"),
+    ({"happy": 1, "sad": 1, "contempt": 1}, None),
+])
+def test_too_few_classes_is_one_line_before_any_work(tmp_path, layout, message):
+    sample = photos()[0]
+    root = tmp_path / "c"
+    for name, n in layout.items():
+        (root / name).mkdir(parents=True)
+        for k in range(n):
+            cv2.imwrite(str(root / name / f"{k}.png"), sample)
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", root, "--out", tmp_path / "r")
+    if message is None:
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_output_inside_the_collection_is_refused(tmp_path, collection):
+    before = snapshot(collection)
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", collection, "--out", collection / "reports")
+    assert proc.returncode == 2 and "error:" in proc.stderr, proc.stderr
+    assert snapshot(collection) == before and not (collection / "reports").exists()
