@@ -4,7 +4,9 @@
     is_collection(path)                       whether `path` is a folder of emotion folders
 
 path: a folder of emotion folders (anger/, happy/, 1/ ... with label_map), each holding photos or
-face crops (nested folders inside them are read too).  Folder names are read as collections spell
+face crops (nested folders inside them are read too), or a CSV manifest with the columns
+path,emotion[,subject][,split] (paths relative to the CSV; split train, val or test; a subject is a
+person, kept on one side of any split made for training).  Folder names are read as collections spell
 them: SYNONYMS map by themselves, classes the models do not have (OUTSIDE: contempt) are left out
 with a note and their count, and label_map ({"1": "surprise", ...}; parse_label_map reads the
 option's "1=surprise,2=fear") names the rest.
@@ -16,7 +18,7 @@ in which no face is found, is a skipped entry (file, reason), never an error, an
 on.  Nothing in the collection is ever written to.
 
 Collection: faces uint8 (N, 48, 48, 1), labels int64 (N,), sources [{"file", "box" [x, y, w, h] or
-None (the whole image)}] in the same order, skipped [(file, reason)], notes [str].
+None (the whole image), "subject" and "split" (a manifest's, else None)}] in the same order, skipped [(file, reason)], notes [str].
 """
 import collections
 import os
@@ -75,8 +77,29 @@ def label_of(folder, name, label_map):
     return EMOTIONS.index(SYNONYMS[word])
 
 
+MANIFEST_COLUMNS = ("path", "emotion", "subject", "split")
+SPLIT_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+
+
+def _manifest_header(path):
+    """A CSV manifest's column names (lower case), or None if `path` is not one (FER-2013's CSVs have no path column)."""
+    import csv
+    if not (os.path.isfile(path) and path.lower().endswith(".csv")):
+        return None
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = [c.strip().lower() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return header if {"path", "emotion"} <= set(header) else None
+
+
 def is_collection(path):
-    """A folder whose sub-folders are emotion folders (not FER-2013's train/ test/ image-folder copy)."""
+    """A CSV manifest (path,emotion[,subject][,split]), or a folder whose sub-folders are emotion
+    folders (not FER-2013's train/ test/ image-folder copy)."""
+    path = os.fspath(path)
+    if _manifest_header(path):
+        return True
     if not os.path.isdir(path):
         return False
     subdirs = [d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith(".")]
@@ -110,14 +133,49 @@ def _classes(path, label_map):
     return classes, left_out
 
 
+def _manifest(path, label_map):
+    """A CSV manifest -> ([{"file", "label", "subject", "split"}], {left-out emotion: row count}); paths are
+    relative to the CSV.  A row naming a missing file, an emotion it cannot map or an unknown split is a
+    CollectionError naming the CSV's line."""
+    import csv
+    items, left_out = [], collections.Counter()
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = csv.DictReader(f)
+        rows.fieldnames = [c.strip().lower() for c in rows.fieldnames]
+        for line, row in enumerate(rows, 2):
+            where = f"{path}:{line}"
+            file = os.path.join(os.path.dirname(os.path.abspath(path)), (row.get("path") or "").strip())
+            if not os.path.isfile(file):
+                raise CollectionError(f"{where}: no such file {row.get('path')!r} (paths are relative to the CSV)")
+            try:
+                label = label_of(os.path.dirname(path), (row.get("emotion") or "").strip(), label_map)
+            except CollectionError:
+                raise CollectionError(f"{where}: unknown emotion {row.get('emotion')!r}; accepted names are "
+                                      f"{accepted_names()}; name others with --label-map NAME=EMOTION[,...]") from None
+            split = (row.get("split") or "").strip().lower()
+            if split and split not in SPLIT_NAMES:
+                raise CollectionError(f"{where}: unknown split {row.get('split')!r}; expected train, val or test")
+            if label is None:
+                left_out[row["emotion"].strip()] += 1
+                continue
+            items.append({"file": file, "label": label, "subject": (row.get("subject") or "").strip() or None,
+                          "split": SPLIT_NAMES.get(split)})
+    return items, dict(left_out)
+
+
 def plan(path, label_map=None):
-    """The collection's files and their labels -> ([(file, label)], {left-out folder: file count}), from
-    the folder names alone (no image is read): CollectionError if one cannot be mapped, or if fewer
-    than two emotions have files."""
-    classes, left_out = _classes(path, label_map)
-    # every file, not only image names: one that is not an image is a skipped entry, not left out unseen
-    items = [(file, label) for folder, label in classes for file, _ in list_images([folder], extensions="")]
-    if len({label for _, label in items}) < 2:
+    """The collection's files and their labels -> ([{"file", "label", "subject", "split"}], {left-out
+    class: file count}), from the folder names or the manifest alone (no image is read): CollectionError
+    if a name cannot be mapped, or if fewer than two emotions have files."""
+    path = os.fspath(path)
+    if _manifest_header(path):
+        items, left_out = _manifest(path, label_map)
+    else:
+        classes, left_out = _classes(path, label_map)
+        # every file, not only image names: one that is not an image is a skipped entry, not left out unseen
+        items = [{"file": file, "label": label, "subject": None, "split": None}
+                 for folder, label in classes for file, _ in list_images([folder], extensions="")]
+    if len({item["label"] for item in items}) < 2:
         raise CollectionError(f"{path}: {'no images' if not items else 'only one emotion'} in its emotion folders; "
                               "a collection needs photos of at least two emotions")
     return items, left_out
@@ -134,16 +192,16 @@ def load(path, label_map=None, faces="auto", progress=False):
     items, left_out = plan(path, label_map)
     detector = make_detector("yunet") if faces != "as-is" else None
     crops, labels, sources, skipped = [], [], [], []
-    for file, label in tqdm(items, unit="photo", desc="reading the collection", disable=not progress):
+    for item in tqdm(items, unit="photo", desc="reading the collection", disable=not progress):
         try:
-            face, box = _face(file, faces, detector)
+            face, box = _face(item["file"], faces, detector)
         except (PhotoError, ValueError, OSError) as e:
-            skipped.append((file, str(e)))
+            skipped.append((item["file"], str(e)))
             continue
         crops.append(face)
-        labels.append(label)
-        sources.append({"file": file, "box": box})
-    notes = [f"left out {n} images of {name}/, an emotion the models do not have" for name, n in left_out.items()]
+        labels.append(item["label"])
+        sources.append({"file": item["file"], "box": box, "subject": item["subject"], "split": item["split"]})
+    notes = [f"left out {n} images of {name}, an emotion the models do not have" for name, n in left_out.items()]
     if skipped:
         reasons = collections.Counter(reason if reason == "no face found" else "cannot be read" for _, reason in skipped)
         notes.append(f"skipped {len(skipped)} of {len(items)} images: "

@@ -4,7 +4,8 @@
       path: fer2013.csv (plain or .gz), Kaggle's fer2013.tar.gz (or a .zip
       holding a CSV), icml_face_data.csv, the newer competition's train.csv
       (no Usage column), an image-folder copy (train/<emotion>/*.jpg, test/...),
-      or a cache written by save_cache().
+      a labelled photo collection (a folder of emotion folders: ferkit.collection; all
+      of it Training, with a validation split carved out), or a cache written by save_cache().
   save_cache(path, splits)    atomic write of the .npz cache
   class_count_table(splits)   printable class counts per split
   fingerprint(images, labels) a short hash: equal ones mean the same faces and labels
@@ -68,6 +69,9 @@ def _load(path, skip_bad, seed, splits):
             raise DataError(path, None, "no such cache; make it with: python preprocess.py --input YOUR_DOWNLOAD --out "
                             f"{path} (or pass --data YOUR_DOWNLOAD)")
         raise DataError(path, None, f"no such file or folder; expected {FORMATS}")
+    from ferkit import collection
+    if collection.is_collection(path):  # a folder of emotion folders, or a path,emotion manifest
+        return _read_collection(path, seed)
     if os.path.isdir(path):
         return _read_image_folder(path, skip_bad, seed)
     try:
@@ -292,6 +296,53 @@ def _carve_validation(loaded, seed, name, why):
     _split_off(loaded, "Training", "PublicTest", n, np.random.default_rng(seed))
     loaded.notes.append(f"{name} has {why}: carved a stratified validation split of {n} rows (seed {seed}) "
                         "out of Training as PublicTest")
+
+
+def _read_collection(path, seed):
+    """A labelled photo collection (ferkit.collection: faces found and aligned as predict does) -> Loaded.
+    A manifest's split column gives the splits (train, val, test: Training, PublicTest, PrivateTest);
+    without one, all of it is Training less a seeded validation split as PublicTest: whole subjects
+    where the manifest names them (no person on both sides), else stratified.  Skipped images are
+    listed in Loaded.skipped."""
+    from ferkit import collection
+    found = collection.load(path, progress=sys.stderr.isatty())
+    loaded = Loaded({}, list(found.skipped), list(found.notes))
+    named = np.array([s["split"] or "" for s in found.sources])
+    if named.any():
+        for split in SPLITS:
+            if (named == split).any():
+                loaded.splits[split] = (found.faces[named == split], found.labels[named == split])
+        if "Training" not in loaded.splits:
+            raise DataError(path, None, "its split column names no train rows to train on; mark some rows train, "
+                            "or leave the column empty to have a validation split made")
+        if "PublicTest" not in loaded.splits:
+            _carve_validation(loaded, seed, path, "no val rows")
+        return loaded
+    subjects = [s["subject"] for s in found.sources]
+    if any(subjects):
+        held = _subjects_apart(subjects, seed)
+        loaded.splits = {"Training": (found.faces[~held], found.labels[~held]),
+                         "PublicTest": (found.faces[held], found.labels[held])}
+        loaded.notes.append(f"{path}: validation split of {int(held.sum())} faces from {len(set(np.array(subjects)[held]))} "
+                            f"of {len(set(subjects))} subjects (seed {seed}); no subject is on both sides")
+        return loaded
+    loaded.splits = {"Training": (found.faces, found.labels)}
+    _carve_validation(loaded, seed, path, "no split of its own")
+    return loaded
+
+
+def _subjects_apart(subjects, seed):
+    """Subjects (one per face, None for unnamed) -> bool mask (N,) of the validation faces: whole
+    subjects, drawn in a seeded order until an eighth of the faces (at least one subject, never all)."""
+    names = sorted({s or "" for s in subjects})
+    order = np.random.default_rng(seed).permutation(len(names))
+    subjects = np.array([s or "" for s in subjects])
+    held = np.zeros(len(subjects), bool)
+    for i in order[:max(1, len(names) - 1)]:
+        if held.sum() >= len(subjects) / 8:
+            break
+        held |= subjects == names[i]
+    return held
 
 
 def _listdir(folder):

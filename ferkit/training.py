@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ferkit import cli, files, models, runfolder, settings
+from ferkit import backends, cli, files, models, runfolder, settings
 from ferkit.errors import FerkitError
 
 CHECKPOINTS = "checkpoints"  # where a run saves by default: checkpoints/<arch>/, in the current folder
@@ -242,12 +242,15 @@ def load_sets(s):
     if s.teacher:
         train_targets = teacher_targets(s.teacher, s.distill, train_images, train_labels)
     return SimpleNamespace(train_x=to_model_input(train_images), train_labels=train_labels, train_targets=train_targets,
-                           val_x=to_model_input(val_images), val_labels=val_labels, fingerprint=fingerprint)
+                           val_x=to_model_input(val_images), val_labels=val_labels, fingerprint=fingerprint,
+                           notes=loaded.notes)
 
 
-def make_config(arch, hparams, run_settings):
-    """What config.json records: the architecture, its hyperparameters and the run's settings."""
-    return {"model": arch, "hparams": hparams, "settings": run_settings.to_json()}
+def make_config(arch, hparams, run_settings, data_notes=()):
+    """What config.json records: the architecture, its hyperparameters and the run's settings, and
+    what reading the data said (a validation split carved out of a collection, images skipped)."""
+    config = {"model": arch, "hparams": hparams, "settings": run_settings.to_json()}
+    return {**config, "data_notes": list(data_notes)} if data_notes else config
 
 
 class TrainingGraph:
@@ -286,8 +289,8 @@ class TrainingGraph:
         self.savers[which].save(session, os.path.join(self.run.path, which, checkpoints.CHECKPOINT_PREFIX),
                                 global_step=step, write_meta_graph=False, write_state=False)
 
-    def start(self, session, steps_per_epoch):
-        """Initialise or restore -> the state to go on from."""
+    def start(self, session, steps_per_epoch, sets):
+        """Initialise or restore -> the state to go on from (a fine-tuning run's first scores its start on sets.val_*)."""
         import tensorflow.compat.v1 as tf
 
         from ferkit import checkpoints
@@ -305,10 +308,13 @@ class TrainingGraph:
             print(f"resuming from {self.run.folder}/last at step {state['step']} "
                   f"(epoch {state['step'] // steps_per_epoch + 1})")
             return dict(state, log=state.get("log", []))
-        if self.s.init_from:
+        fresh = {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
+                 "finished": False, "log": []}
+        if self.s.init_from:  # fine-tuning: what the starting model scores, to compare the end with
             init_weights(session, self.net, self.s.init_from)
-        return {"epoch": 0, "step": None, "best_accuracy": 0.0, "best_epoch": 0, "best_step": None,
-                "finished": False, "log": []}
+            fresh["start_accuracy"] = evaluate(session, self.net, self.cross_entropy, sets.val_x, sets.val_labels)[1]
+            print(f"{self.s.init_from} before fine-tuning: PublicTest accuracy {fresh['start_accuracy']:.4f}")
+        return fresh
 
     def average_accuracy(self, session, images, labels):
         """--ema: PublicTest accuracy of the averaged weights, swapped into the model meanwhile (the raw
@@ -438,7 +444,7 @@ class Trainer:
         on_epoch(state), if given, is called after each epoch's commit (a sweep reports it)."""
         import tensorflow.compat.v1 as tf
         g, spe = self.graph, self.steps_per_epoch
-        self.state = g.start(session, spe)
+        self.state = g.start(session, spe, self.sets)
         self.partial = self.state.get("partial")  # what a stopped run had done of its epoch (loss, hits, time)
         step = int(session.run(g.global_step))
         writer = tf.summary.FileWriter(self.run.path, session.graph if self.state["step"] is None else None)
@@ -523,20 +529,22 @@ def train(arch, out=None, hparams=None, max_steps=None, overwrite=False, on_epoc
     s = options.pop("settings", None) or settings.TrainSettings(**options)
     if s.problems():
         raise cli.UserError(s.problems()[0])
+    if s.init_from and not os.path.exists(s.init_from) and os.sep not in s.init_from:  # a shipped model's name
+        s.init_from = backends.resolve(model=s.init_from, fast=False)
     if s.init_from:
         checkpoints_module().read_config(s.init_from)  # a wrong folder fails at once, before TensorFlow loads
     tf = cli.quiet_tensorflow()  # before the model's module imports it: without its start-up chatter
     if isinstance(hparams, dict):
         hparams = [f"{k}={v}" for k, v in hparams.items()]
     hparams = model_hparams(arch, hparams or [])  # checked before any data is read
+    if s.init_from:
+        check_init_from(s.init_from, {"model": arch, "hparams": hparams})
     sets = load_sets(s)
     s.data_size, s.data_fingerprint = len(sets.train_labels), sets.fingerprint
     steps_per_epoch = s.data_size // s.batch_size  # drop the last partial batch: stable batch norm
     if steps_per_epoch == 0:
         raise cli.UserError(f"{s.data}: {s.data_size} Training faces, fewer than one batch of {s.batch_size}")
-    config = make_config(arch, hparams, s)
-    if s.init_from:
-        check_init_from(s.init_from, config)
+    config = make_config(arch, hparams, s, sets.notes)
     run = runfolder.RunFolder(out or os.path.join(CHECKPOINTS, arch), config, overwrite, s.changed_from)
     try:
         print(f"model {arch} {config['hparams']}")
@@ -569,7 +577,9 @@ def outcome_line(folder, replacing, state, ended, max_steps):
         return (f"stopped at step {state['step']}, before the first epoch ended: no best weights yet{kept}; "
                 f"{go_on} to go on" + (", which starts this run again" if replacing else ""))
     go_on = "; a larger --max-steps (or none) goes on" if ended.startswith("stopped at step") else ""
-    return (f"{ended}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}; "
+    before = (f" (the starting model's {state['start_accuracy']:.4f} before fine-tuning)"
+              if "start_accuracy" in state else "")
+    return (f"{ended}: best PublicTest accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}{before}; "
             f"weights in {folder}/best, curves in {folder}/curves.png{go_on}")
 
 

@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -57,7 +58,7 @@ def test_a_collection_is_evaluated_through_the_same_face_path_as_predict(tmp_pat
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["split"] == "collection" and report["data"]["faces"] == 3 and report["data"]["skipped"] == 2
-    assert "left out 2 images of contempt/" in proc.stderr and "skipped 2 of 5 images: 1 no face found, 1 cannot be read" in proc.stderr
+    assert "left out 2 images of contempt," in proc.stderr and "skipped 2 of 5 images: 1 no face found, 1 cannot be read" in proc.stderr
     faces = {os.path.basename(r["file"]): r for r in rows(out / "model.eval_collection.faces.csv")}
     assert sorted(faces) == ["astronaut.png", "crop.png", "hopper.jpg"]
     assert faces["crop.png"]["x"] == ""  # a 48x48 crop is taken as it is, not searched for a face
@@ -119,3 +120,96 @@ def test_an_output_inside_the_collection_is_refused(tmp_path, collection):
     proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", collection, "--out", collection / "reports")
     assert proc.returncode == 2 and "error:" in proc.stderr, proc.stderr
     assert snapshot(collection) == before and not (collection / "reports").exists()
+
+
+SPELLED = ("anger", "disgusted", "fearful", "happiness", "sadness", "surprised", "neutrality")  # as collections name them
+
+
+def test_fine_tuning_on_a_collection_reports_before_and_after(tmp_path, tiny_checkpoint):
+    """train --init-from a run folder --data COLLECTION: a stratified, seeded validation split carved out
+    (printed, and in config.json), the starting model's accuracy before and the best after, and a run
+    folder that evaluate takes like any other."""
+    from conftest import balanced_labels, synthetic_faces
+    labels = balanced_labels(10)
+    root = tmp_path / "crops"
+    for k, (label, face) in enumerate(zip(labels, synthetic_faces(labels, seed=5))):
+        (root / SPELLED[label]).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / SPELLED[label] / f"{k}.png"), face[..., 0])  # 48x48 crops: used as they are
+    before = snapshot(root)
+    out = tmp_path / "tuned"
+    proc = run_script("train.py", "--arch", "acnn_alstm", "--init-from", tiny_checkpoint, "--data", root, "--epochs", 2,
+                      "--batch-size", 16, "--lr", 1e-4, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    start = re.search(r"before fine-tuning: PublicTest accuracy (\d\.\d{4})", proc.stdout)
+    assert start and "carved a stratified validation split of 8 rows (seed 0)" in proc.stdout, proc.stdout
+    assert f"(the starting model's {start.group(1)} before fine-tuning)" in proc.stdout.splitlines()[-1]
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["data_size"] == 62 and any("validation split of 8" in n for n in config["data_notes"])
+    report = run_script("evaluate.py", "--checkpoint", out, "--data", root, "--out", tmp_path / "r", "--json")
+    assert report.returncode == 0 and json.loads(report.stdout)["data"]["faces"] == 70, report.stderr
+    assert snapshot(root) == before
+
+
+def test_init_from_takes_a_shipped_models_name(tmp_path):
+    """--init-from NAME starts from the shipped model NAME's weights (hard labels: a collection has no
+    vote shares, also when the start is the FER+ model); another architecture is refused in one line."""
+    sample, portrait = photos()
+    root = tmp_path / "c"
+    for name, image in (("happy", sample), ("neutral", portrait)):
+        (root / name).mkdir(parents=True)
+        for k in range(8):
+            cv2.imwrite(str(root / name / f"{k}.png"), cv2.resize(image, None, fx=1 + k / 10, fy=1 + k / 10))
+    proc = run_script("train.py", "--arch", "dnn", "--init-from", DEFAULT_MODEL, "--data", root, "--out", tmp_path / "t")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "fine-tune the same model" in proc.stderr, proc.stderr
+    proc = run_script("train.py", "--arch", "acnn_alstm", "--init-from", DEFAULT_MODEL, "--data", root, "--epochs", 1,
+                      "--batch-size", 8, "--out", tmp_path / "t")
+    assert proc.returncode == 0, proc.stderr
+    shipped = os.path.join("ferkit", "pretrained", DEFAULT_MODEL, "best")
+    assert f"starting from " in proc.stdout and shipped in proc.stdout and "before fine-tuning: PublicTest accuracy" in proc.stdout
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert config["settings"]["labels"] == "fer2013" and config["settings"]["init_from"].endswith(DEFAULT_MODEL)
+
+
+def manifest_collection(tmp_path, rows):
+    """Crops of the synthetic faces as PNGs under tmp_path/faces, and tmp_path/faces.csv listing `rows`
+    (path,emotion,subject): a label's faces come from that class of synthetic_faces."""
+    from conftest import synthetic_faces
+    (tmp_path / "faces").mkdir(exist_ok=True)
+    lines = ["path,emotion,subject"]
+    for k, (emotion, subject) in enumerate(rows):
+        label = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral").index(
+            {"anger": "angry", "happiness": "happy"}.get(emotion, emotion))
+        cv2.imwrite(str(tmp_path / "faces" / f"{k}.png"), synthetic_faces([label], seed=k)[0, ..., 0])
+        lines.append(f"faces/{k}.png,{emotion},{subject}")
+    (tmp_path / "faces.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "faces.csv"
+
+
+def test_a_manifest_keeps_each_subject_on_one_side_of_the_split(tmp_path):
+    from ferkit import data
+    rows = [(("anger", "happiness", "sad", "neutral")[k % 4], f"s{k // 8}") for k in range(64)]  # 8 subjects of 8
+    manifest = manifest_collection(tmp_path, rows)
+    loaded = data.load(manifest, seed=3)
+    train, val = loaded.splits["Training"], loaded.splits["PublicTest"]
+    assert len(train[1]) + len(val[1]) == 64 and len(val[1]) == 8  # one subject of 8 faces: an eighth
+    assert any("no subject is on both sides" in n for n in loaded.notes)
+    again = data.load(manifest, seed=3).splits["PublicTest"]
+    assert np.array_equal(again[0], val[0])  # seeded: the same subject again
+    # which subject went to validation: its faces are exactly the 8 held out
+    from ferkit import collection
+    sources = collection.load(manifest).sources
+    held = {s["subject"] for s, face in zip(sources, collection.load(manifest).faces)
+            if any(np.array_equal(face, v) for v in val[0])}
+    assert len(held) == 1
+
+
+@pytest.mark.parametrize("line, message", [
+    ("faces/missing.png,happy,s1", "faces.csv:3: no such file 'faces/missing.png'"),
+    ("faces/0.png,elated,s1", "faces.csv:3: unknown emotion 'elated'"),
+])
+def test_a_bad_manifest_row_names_its_line(tmp_path, line, message):
+    manifest = manifest_collection(tmp_path, [("happy", "s0"), ("sad", "s1")])
+    manifest.write_text(manifest.read_text().splitlines()[0] + "\n" + manifest.read_text().splitlines()[1] + "\n" + line + "\n")
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", manifest, "--out", tmp_path / "r")
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "r").exists()
