@@ -74,6 +74,18 @@ class ArgumentParser(argparse.ArgumentParser):
                 args[i] = self.renamed[name] + eq + value
         return super().parse_args(args, namespace)
 
+    def given(self, args=None):
+        """The dests that the command line `args` sets itself; the others hold their defaults."""
+        defaults = [(a, a.default) for a in self._actions]
+        for action, _ in defaults:  # a dest left out of the namespace is one the command line did not set
+            action.default = argparse.SUPPRESS
+        try:
+            namespace, _ = super().parse_known_args(list(sys.argv[1:] if args is None else args))
+        finally:
+            for action, default in defaults:
+                action.default = default
+        return set(vars(namespace))
+
 
 # The options every mode shares, with one spelling, one meaning and one default each.
 

@@ -33,6 +33,10 @@ def option(default, help, valid=None, rule=None, schedule=True, choices=None, me
                                             "choices": choices, "metavar": metavar})
 
 
+# --init-from's defaults (fine-tuning a trained model), where the command line gives none of its own
+FINE_TUNING = {"lr": 1e-4, "epochs": 10, "patience": 3, "warmup_epochs": 0.0}
+
+
 @dataclass
 class TrainSettings:
     epochs: int = option(30, "epochs of the cosine schedule", lambda v: v >= 1, "at least 1")

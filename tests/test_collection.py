@@ -168,6 +168,10 @@ def test_init_from_takes_a_shipped_models_name(tmp_path):
     assert f"starting from " in proc.stdout and shipped in proc.stdout and "before fine-tuning: PublicTest accuracy" in proc.stdout
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["settings"]["labels"] == "fer2013" and config["settings"]["init_from"].endswith(DEFAULT_MODEL)
+    # fine-tuning's own defaults where the command line gave none: --epochs 1 was given, the rest not
+    assert "note: fine-tuning defaults --lr 0.0001 --patience 3 --warmup-epochs 0 " in proc.stdout
+    assert {k: config["settings"][k] for k in ("lr", "epochs", "patience", "warmup_epochs")} == \
+        {"lr": 1e-4, "epochs": 1, "patience": 3, "warmup_epochs": 0.0}
 
 
 def manifest_collection(tmp_path, rows):

@@ -14,6 +14,12 @@ where it stopped, also after the process was killed (kill -9, power loss): state
 last, and whatever it does not name is removed on the next start.  A folder holding a finished
 model (such as the shipped ones) is never trained into unless --overwrite says so.
 --checkpoint-dir was the old name of --out, and --model of --arch; both still work, with a note.
+
+Fine-tuning: --init-from a shipped model's name or a run folder of the same architecture, usually
+with --data a collection of your own labelled photos (a folder of emotion folders, or a
+path,emotion[,subject][,split] CSV; see ferkit evaluate --help).  Unless given, --lr 0.0001
+--epochs 10 --patience 3 --warmup-epochs 0 then apply.  The run prints the starting model's
+PublicTest (validation) accuracy first and the best after it at the end.
 """
 import sys
 
@@ -45,6 +51,13 @@ def parse_args(argv=None, prog=None):
     for item in args.set:
         if "=" not in item or not item.partition("=")[0]:
             parser.error(f"--set {item}: expected NAME=VALUE, such as --set dropout=0.4")
+    if args.init_from:  # fine-tuning: gentler defaults for what the command line leaves unsaid
+        unsaid = sorted(settings.FINE_TUNING.keys() - parser.given(argv))
+        for name in unsaid:
+            setattr(args, name, settings.FINE_TUNING[name])
+        if unsaid:
+            print("note: fine-tuning defaults " + " ".join(f"--{n.replace('_', '-')} {settings.FINE_TUNING[n]:g}"
+                                                          for n in unsaid) + " (give any of them to change it)")
     return args, settings.from_args(parser, args)
 
 
