@@ -49,6 +49,7 @@ class Loaded:
     splits: dict                                   # split -> (images, labels)
     skipped: list = field(default_factory=list)    # (where, what) of rows left out by skip_bad
     notes: list = field(default_factory=list)      # things the user should know (a carved split, ...)
+    sources: dict = field(default_factory=dict)    # split -> str array (N,): where each face came from, "FILE[#x,y,w,h]"
 
 
 def load(path, skip_bad=False, seed=0, splits=SPLITS):
@@ -283,6 +284,9 @@ def _split_off(loaded, source, target, n, rng):
     picked[_stratified_pick(labels, n, rng)] = True
     loaded.splits[target] = (images[picked], labels[picked])
     loaded.splits[source] = (images[~picked], labels[~picked])
+    if source in loaded.sources:
+        names = loaded.sources[source]
+        loaded.sources[target], loaded.sources[source] = names[picked], names[~picked]
 
 
 def _carve_validation(loaded, seed, name, why):
@@ -307,11 +311,13 @@ def _read_collection(path, seed):
     from ferkit import collection
     found = collection.load(path, progress=sys.stderr.isatty())
     loaded = Loaded({}, list(found.skipped), list(found.notes))
+    origin = np.array([s["file"] + ("#" + ",".join(map(str, s["box"])) if s["box"] else "") for s in found.sources])
     named = np.array([s["split"] or "" for s in found.sources])
     if named.any():
         for split in SPLITS:
             if (named == split).any():
                 loaded.splits[split] = (found.faces[named == split], found.labels[named == split])
+                loaded.sources[split] = origin[named == split]
         if "Training" not in loaded.splits:
             raise DataError(path, None, "its split column names no train rows to train on; mark some rows train, "
                             "or leave the column empty to have a validation split made")
@@ -323,10 +329,11 @@ def _read_collection(path, seed):
         held = _subjects_apart(subjects, seed)
         loaded.splits = {"Training": (found.faces[~held], found.labels[~held]),
                          "PublicTest": (found.faces[held], found.labels[held])}
+        loaded.sources = {"Training": origin[~held], "PublicTest": origin[held]}
         loaded.notes.append(f"{path}: validation split of {int(held.sum())} faces from {len(set(np.array(subjects)[held]))} "
                             f"of {len(set(subjects))} subjects (seed {seed}); no subject is on both sides")
         return loaded
-    loaded.splits = {"Training": (found.faces, found.labels)}
+    loaded.splits, loaded.sources = {"Training": (found.faces, found.labels)}, {"Training": origin}
     _carve_validation(loaded, seed, path, "no split of its own")
     return loaded
 
@@ -421,9 +428,10 @@ def _folder_splits(root, images, labels, unassigned, skipped, has_test, seed):
     return loaded
 
 
-def save_cache(path, splits, ferplus=None):
+def save_cache(path, splits, ferplus=None, sources=None):
     """Write `splits` as <Split>_images uint8 (N, 48, 48, 1) and <Split>_labels one-hot uint8 (N, 7),
-    and with ferplus ({split: uint8 (N, 10) FER+ votes}, rows aligned) <Split>_ferplus.
+    with ferplus ({split: uint8 (N, 10) FER+ votes}, rows aligned) <Split>_ferplus, and with sources
+    ({split: str (N,)}, Loaded.sources) <Split>_sources: the photo and box each face came from.
 
     Written to a temporary file beside `path` and renamed into place, so an
     interrupted run never leaves a half-written cache.
@@ -442,6 +450,8 @@ def save_cache(path, splits, ferplus=None):
         arrays[f"{s}_labels"] = one_hot(labels)
     for s, votes in (ferplus or {}).items():
         arrays[f"{s}_ferplus"] = votes
+    for s, names in (sources or {}).items():
+        arrays[f"{s}_sources"] = np.asarray(names, dtype=str)
     try:
         with atomic_write(path, "wb") as f:
             np.savez(f, **arrays)

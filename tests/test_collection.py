@@ -217,3 +217,18 @@ def test_a_bad_manifest_row_names_its_line(tmp_path, line, message):
     proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", manifest, "--out", tmp_path / "r")
     assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_cache_made_from_a_collection_records_where_each_face_came_from(tmp_path, collection):
+    """preprocess --input COLLECTION: Training and a carved PublicTest, each face's photo and box kept
+    beside it (<Split>_sources), so that a face can be traced back; the collection is not written to."""
+    before = snapshot(collection)
+    proc = run_script("preprocess.py", "--input", collection, "--out", tmp_path / "mine.npz")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(tmp_path / "mine.npz") as z:
+        sources = list(z["Training_sources"]) + list(z["PublicTest_sources"])
+        assert len(z["Training_images"]) + len(z["PublicTest_images"]) == 3 == len(sources)
+    by_name = {os.path.basename(s.split("#")[0]): s for s in sources}
+    assert sorted(by_name) == ["astronaut.png", "crop.png", "hopper.jpg"]
+    assert "#" not in by_name["crop.png"] and len(by_name["astronaut.png"].split("#")[1].split(",")) == 4
+    assert snapshot(collection) == before

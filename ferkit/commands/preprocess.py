@@ -87,6 +87,6 @@ def main(argv=None, prog=None):
         if len(loaded.skipped) > 20:
             print(f"  ... and {len(loaded.skipped) - 20} more")
     votes = ferplus_votes(args.ferplus, loaded, args.input) if args.ferplus else None
-    data.save_cache(args.out, loaded.splits, ferplus=votes)
+    data.save_cache(args.out, loaded.splits, ferplus=votes, sources=loaded.sources)
     print(data.class_count_table(loaded.splits))
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
