@@ -106,16 +106,28 @@ def is_collection(path):
     return bool(subdirs) and not {d.lower() for d in subdirs} & {"train", "test", "val"}
 
 
-def _face(path, faces, detector):
-    """One image -> (its 48x48 face uint8, the box it came from or None); PhotoError or ValueError to skip it."""
-    bgr = read_image(path)
-    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    if faces == "as-is" or (faces == "auto" and gray.shape == (IMAGE_SIZE, IMAGE_SIZE)):
-        return face_to_48(gray), None
-    found = detector.detect(bgr)  # as Recognizer.locate(largest=True) does: the largest face, aligned
-    if not found:
-        raise ValueError("no face found")
-    return crop_face(gray, found[0].box, found[0].landmarks), [int(v) for v in found[0].box]
+class FaceReader:
+    """read(path) -> (the image's 48x48 face uint8, the box it came from or None), as `faces` says (FACES);
+    PhotoError (cannot be read) or ValueError ("no face found") for an image to skip.  YuNet is loaded
+    at the first photo that needs it: a folder of 48x48 crops never loads it."""
+
+    def __init__(self, faces="auto"):
+        if faces not in FACES:
+            raise CollectionError(f"--faces {faces}: expected one of {', '.join(FACES)}")
+        self.faces, self.detector = faces, None
+
+    def read(self, path):
+        bgr = read_image(path)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        if self.faces == "as-is" or (self.faces == "auto" and gray.shape == (IMAGE_SIZE, IMAGE_SIZE)):
+            return face_to_48(gray), None
+        if self.detector is None:
+            from ferkit.detectors import make_detector
+            self.detector = make_detector("yunet")
+        found = self.detector.detect(bgr)  # as Recognizer.locate(largest=True) does: the largest face, aligned
+        if not found:
+            raise ValueError("no face found")
+        return crop_face(gray, found[0].box, found[0].landmarks), [int(v) for v in found[0].box]
 
 
 def _classes(path, label_map):
@@ -185,16 +197,12 @@ def load(path, label_map=None, faces="auto", progress=False):
     """Read the collection at `path`; see the module docstring.  CollectionError before any image is
     read if it is empty, has one class, or names a folder it cannot map (plan)."""
     from tqdm import tqdm
-
-    from ferkit.detectors import make_detector
-    if faces not in FACES:
-        raise CollectionError(f"--faces {faces}: expected one of {', '.join(FACES)}")
+    reader = FaceReader(faces)
     items, left_out = plan(path, label_map)
-    detector = make_detector("yunet") if faces != "as-is" else None
     crops, labels, sources, skipped = [], [], [], []
     for item in tqdm(items, unit="photo", desc="reading the collection", disable=not progress):
         try:
-            face, box = _face(item["file"], faces, detector)
+            face, box = reader.read(item["file"])
         except (PhotoError, ValueError, OSError) as e:
             skipped.append((item["file"], str(e)))
             continue

@@ -32,8 +32,8 @@ from isal import isal_zlib
 from ferkit.cli import UserError, require_regular
 from ferkit.files import atomic_write
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, SPLITS
-from ferkit.faces import face_to_48, one_hot
-from ferkit.photos import IMAGE_EXTENSIONS, PhotoError, read_gray
+from ferkit.faces import one_hot
+from ferkit.photos import IMAGE_EXTENSIONS, PhotoError
 
 FORMATS = ("fer2013.csv[.gz], fer2013.tar.gz, icml_face_data.csv, train.csv, "
            "an image folder with train/<emotion>/ and test/<emotion>/, or a .npz cache")
@@ -360,20 +360,24 @@ def _listdir(folder):
 
 
 def _read_image_folder(root, skip_bad, seed):
-    """root/train/<emotion>/*.jpg and root/test/<emotion>/*.jpg (folder names in any case) -> Loaded.
+    """root/train/<emotion>/*.jpg, root/val/<emotion>/... and root/test/<emotion>/... (folder names in
+    any case, emotion folders as collections spell them: ferkit.collection.label_of) -> Loaded.
 
-    test/ is FER-2013's PublicTest and PrivateTest together; files named
-    PublicTest_*/PrivateTest_* (as in the common Kaggle copy) go to their own
-    split, any others are halved, stratified and seeded, between the two.
+    val/ is PublicTest.  test/ is FER-2013's PublicTest and PrivateTest together; files named
+    PublicTest_*/PrivateTest_* (as in the common Kaggle copy) go to their own split, any others are
+    halved, stratified and seeded, between the two (all of them PrivateTest where val/ is given).
+    48x48 images are faces as they are; in other photos the largest face is found and aligned as
+    predict does (collection.FaceReader), and one without a face is a skipped entry.
     """
+    from ferkit import collection
     subdirs = {d.lower(): d for d in _listdir(root) if os.path.isdir(os.path.join(root, d))}
     if "train" not in subdirs:
         raise DataError(root, None, f"folder has no train/ subfolder; expected {FORMATS}")
     images = {s: [] for s in SPLITS}
     labels = {s: [] for s in SPLITS}
     unassigned = ([], [])
-    skipped = []
-    for part in ("train", "test"):
+    skipped, reader = [], collection.FaceReader()
+    for part in ("train", "val", "test"):
         if part not in subdirs:
             continue
         part_dir = os.path.join(root, subdirs[part])
@@ -381,9 +385,10 @@ def _read_image_folder(root, skip_bad, seed):
             full = os.path.join(part_dir, emotion_dir)
             if not os.path.isdir(full):
                 continue
-            if emotion_dir.lower() not in EMOTIONS:
-                raise DataError(full, None, f"unknown emotion folder {emotion_dir!r}; expected one of {', '.join(EMOTIONS)}")
-            label = EMOTIONS.index(emotion_dir.lower())
+            label = collection.label_of(part_dir, emotion_dir, None)
+            if label is None:  # an emotion the models do not have (contempt)
+                skipped.append((full, "an emotion the models do not have; left out"))
+                continue
             for fname in sorted(_listdir(full)):
                 fpath = os.path.join(full, fname)
                 if os.path.isdir(fpath):
@@ -392,14 +397,17 @@ def _read_image_folder(root, skip_bad, seed):
                 if fname.startswith(".") or not fname.lower().endswith(IMAGE_EXTENSIONS):
                     continue  # hidden files (macOS's ._NAME resource forks, .DS_Store) as predict.py skips them
                 try:
-                    gray = read_gray(fpath)
+                    face, _ = reader.read(fpath)
                 except PhotoError as e:
                     if not skip_bad:
                         raise DataError(fpath, None, f"cannot read image: {e}; use --skip-bad to leave such images out") from None
                     skipped.append((fpath, f"cannot read image: {e}"))
                     continue
-                face = face_to_48(gray)
-                split = "Training" if part == "train" else next((s for s in SPLITS[1:] if fname.startswith(s)), None)
+                except ValueError as e:  # a photo without a face: never an error, always listed
+                    skipped.append((fpath, str(e)))
+                    continue
+                split = {"train": "Training", "val": "PublicTest"}.get(part) or next(
+                    (s for s in SPLITS[1:] if fname.startswith(s)), "PrivateTest" if "val" in subdirs else None)
                 dest = (images[split], labels[split]) if split else unassigned
                 dest[0].append(face)
                 dest[1].append(label)

@@ -232,3 +232,26 @@ def test_a_cache_made_from_a_collection_records_where_each_face_came_from(tmp_pa
     assert sorted(by_name) == ["astronaut.png", "crop.png", "hopper.jpg"]
     assert "#" not in by_name["crop.png"] and len(by_name["astronaut.png"].split("#")[1].split(",")) == 4
     assert snapshot(collection) == before
+
+
+def test_a_train_val_test_layout_of_emotion_folders(tmp_path):
+    """train/ val/ test/ of emotion folders spelled as collections spell them: val/ is PublicTest, test/
+    PrivateTest; photos go through the face path, 48x48 crops as they are, a faceless photo is skipped."""
+    from conftest import synthetic_faces
+    from ferkit import data
+    sample = photos()[0]
+    for part, emotion, k in (("train", "happiness", 0), ("train", "sadness", 1), ("val", "happiness", 2),
+                             ("val", "sadness", 3), ("test", "sadness", 4), ("test", "happiness", 5)):
+        folder = tmp_path / "ds" / part / emotion
+        folder.mkdir(parents=True, exist_ok=True)
+        label = 3 if emotion == "happiness" else 4
+        cv2.imwrite(str(folder / f"{k}.png"), synthetic_faces([label], seed=k)[0, ..., 0])
+    cv2.imwrite(str(tmp_path / "ds" / "train" / "happiness" / "photo.jpg"), sample)
+    cv2.imwrite(str(tmp_path / "ds" / "train" / "sadness" / "blank.png"), np.full((200, 200, 3), 90, np.uint8))
+    (tmp_path / "ds" / "train" / "contempt").mkdir()
+    cv2.imwrite(str(tmp_path / "ds" / "train" / "contempt" / "c.png"), sample)
+    loaded = data.load(tmp_path / "ds")
+    assert {s: list(y) for s, (_, y) in loaded.splits.items()} == \
+        {"Training": [3, 3, 4], "PublicTest": [3, 4], "PrivateTest": [3, 4]}
+    reasons = {os.path.basename(w): r for w, r in loaded.skipped}
+    assert reasons == {"blank.png": "no face found", "contempt": "an emotion the models do not have; left out"}
