@@ -12,7 +12,7 @@ with a note and their count, and label_map ({"1": "surprise", ...}; parse_label_
 option's "1=surprise,2=fear") names the rest.
 
 faces: "auto" takes a 48x48 image as it is (a FER-2013 or CK+48 crop) and finds the largest face in
-anything else with predict's detector and alignment (the same YuNet search and crop_face); "detect"
+anything else with predict's detector and alignment (ferkit.recognizer.locate, largest face); "detect"
 and "as-is" (the whole image, resized) force one or the other.  An image that cannot be read, or
 in which no face is found, is a skipped entry (file, reason), never an error, and the reading goes
 on.  Nothing in the collection is ever written to.
@@ -24,12 +24,10 @@ import collections
 import os
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from ferkit.cli import UserError
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE
-from ferkit.faces import crop_face, face_to_48
 from ferkit.photos import PhotoError, list_images, read_image
 
 SYNONYMS = {**{e: e for e in EMOTIONS}, "anger": "angry", "happiness": "happy", "sadness": "sad",
@@ -117,17 +115,16 @@ class FaceReader:
         self.faces, self.detector = faces, None
 
     def read(self, path):
+        from ferkit.recognizer import locate
         bgr = read_image(path)
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        if self.faces == "as-is" or (self.faces == "auto" and gray.shape == (IMAGE_SIZE, IMAGE_SIZE)):
-            return face_to_48(gray), None
-        if self.detector is None:
+        whole = self.faces == "as-is" or (self.faces == "auto" and bgr.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE))
+        if not whole and self.detector is None:
             from ferkit.detectors import make_detector
             self.detector = make_detector("yunet")
-        found = self.detector.detect(bgr)  # as Recognizer.locate(largest=True) does: the largest face, aligned
-        if not found:
+        found, faces = locate(None if whole else self.detector, bgr, largest=True)  # predict's own path
+        if not len(faces):
             raise ValueError("no face found")
-        return crop_face(gray, found[0].box, found[0].landmarks), [int(v) for v in found[0].box]
+        return faces[0, ..., 0], None if found[0] is None else [int(v) for v in found[0].box]
 
 
 def _classes(path, label_map):

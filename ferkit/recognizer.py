@@ -30,6 +30,20 @@ from ferkit.faces import crop_face, face_to_48
 from ferkit.photos import PhotoError, as_bgr, decode_image, image_kind, read_image
 
 
+def locate(detector, bgr, largest=False, detections=None):
+    """The one way a photo becomes model inputs (predict, the service, annotate, video, collections):
+    uint8 BGR (H, W, 3) -> (detections, or [None] for the whole image where detector is None; their
+    aligned 48x48 faces uint8 (N, 48, 48, 1)).  detections: what detector.detect(bgr) already gave."""
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    if detector is None:
+        detections, crops = [None], [face_to_48(gray)]
+    else:
+        detections = (detector.detect(bgr) if detections is None else detections)[:1 if largest else None]
+        crops = [crop_face(gray, d.box, d.landmarks) for d in detections]
+    inputs = np.stack(crops)[..., None] if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
+    return detections, inputs
+
+
 class Recognizer:
     """A trained model and a face detector.
 
@@ -89,14 +103,7 @@ class Recognizer:
     def locate(self, bgr, largest=False, detections=None, detect=True):
         """The first half of analyse: uint8 BGR (H, W, 3) -> (detections, [None] for the whole image;
         their 48x48 model inputs uint8 (N, 48, 48, 1))."""
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        if self.detector is None or not detect:
-            detections, crops = [None], [face_to_48(gray)]
-        else:
-            detections = (self.detector.detect(bgr) if detections is None else detections)[:1 if largest else None]
-            crops = [crop_face(gray, d.box, d.landmarks) for d in detections]
-        inputs = np.stack(crops)[..., None] if crops else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE, 1), np.uint8)
-        return detections, inputs
+        return locate(self.detector if detect else None, bgr, largest, detections)
 
     @staticmethod
     def describe(detections, probabilities, shape):
