@@ -29,6 +29,7 @@ import numpy as np
 from ferkit.cli import UserError
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE
 from ferkit.photos import PhotoError, list_images, read_image
+from ferkit.recognizer import locate
 
 SYNONYMS = {**{e: e for e in EMOTIONS}, "anger": "angry", "happiness": "happy", "sadness": "sad",
             "fearful": "fear", "disgusted": "disgust", "surprised": "surprise", "neutrality": "neutral"}
@@ -75,7 +76,6 @@ def label_of(folder, name, label_map):
     return EMOTIONS.index(SYNONYMS[word])
 
 
-MANIFEST_COLUMNS = ("path", "emotion", "subject", "split")
 SPLIT_NAMES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 
 
@@ -115,7 +115,6 @@ class FaceReader:
         self.faces, self.detector = faces, None
 
     def read(self, path):
-        from ferkit.recognizer import locate
         bgr = read_image(path)
         whole = self.faces == "as-is" or (self.faces == "auto" and bgr.shape[:2] == (IMAGE_SIZE, IMAGE_SIZE))
         if not whole and self.detector is None:

@@ -312,29 +312,25 @@ def _read_collection(path, seed):
     found = collection.load(path, progress=sys.stderr.isatty())
     loaded = Loaded({}, list(found.skipped), list(found.notes))
     origin = np.array([s["file"] + ("#" + ",".join(map(str, s["box"])) if s["box"] else "") for s in found.sources])
-    named = np.array([s["split"] or "" for s in found.sources])
-    if named.any():
-        for split in SPLITS:
-            if (named == split).any():
-                loaded.splits[split] = (found.faces[named == split], found.labels[named == split])
-                loaded.sources[split] = origin[named == split]
-        if "Training" not in loaded.splits:
-            raise DataError(path, None, "its split column names no train rows to train on; mark some rows train, "
-                            "or leave the column empty to have a validation split made")
-        if "PublicTest" not in loaded.splits:
-            _carve_validation(loaded, seed, path, "no val rows")
-        return loaded
+    split_of = np.array([s["split"] or "" for s in found.sources])  # each face's split
     subjects = [s["subject"] for s in found.sources]
-    if any(subjects):
+    given = split_of.any()
+    if not given and any(subjects):
         held = _subjects_apart(subjects, seed)
-        loaded.splits = {"Training": (found.faces[~held], found.labels[~held]),
-                         "PublicTest": (found.faces[held], found.labels[held])}
-        loaded.sources = {"Training": origin[~held], "PublicTest": origin[held]}
+        split_of = np.where(held, "PublicTest", "Training")
         loaded.notes.append(f"{path}: validation split of {int(held.sum())} faces from {len(set(np.array(subjects)[held]))} "
                             f"of {len(set(subjects))} subjects (seed {seed}); no subject is on both sides")
-        return loaded
-    loaded.splits, loaded.sources = {"Training": (found.faces, found.labels)}, {"Training": origin}
-    _carve_validation(loaded, seed, path, "no split of its own")
+    elif not given:
+        split_of = np.full(len(split_of), "Training")
+    for split in SPLITS:
+        if (split_of == split).any():
+            loaded.splits[split] = (found.faces[split_of == split], found.labels[split_of == split])
+            loaded.sources[split] = origin[split_of == split]
+    if "Training" not in loaded.splits:
+        raise DataError(path, None, "its split column names no train rows to train on; mark some rows train, "
+                        "or leave the column empty to have a validation split made")
+    if "PublicTest" not in loaded.splits:
+        _carve_validation(loaded, seed, path, "no val rows" if given else "no split of its own")
     return loaded
 
 

@@ -163,7 +163,7 @@ def mistakes_sheet(faces, truth, probabilities, path, limit=100, columns=10):
         sheet[top:top + cell, left:left + cell] = cv2.cvtColor(cv2.resize(faces[i, ..., 0], (cell, cell)), cv2.COLOR_GRAY2BGR)
         cv2.putText(sheet, f"{EMOTIONS[truth[i]][:3]}>{EMOTIONS[predicted[i]][:3]}", (left + 3, top + cell + 13),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 160), 1, cv2.LINE_AA)
-    ok, png = cv2.imencode(".png", sheet)
+    png = cv2.imencode(".png", sheet)[1]
     with files.atomic_write(path, "wb") as f:
         f.write(png.tobytes())
     return len(wrong)
