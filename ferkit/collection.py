@@ -1,6 +1,6 @@
 """Labelled photo collections: a user's own faces, read the way predict reads photos.
 
-    load(path, label_map=None, faces="auto") -> Collection
+    load(path, label_map=None, faces="auto", split=None) -> Collection
     is_collection(path)                       whether `path` is a folder of emotion folders
 
 path: a folder of emotion folders (anger/, happy/, 1/ ... with label_map), each holding photos or
@@ -171,10 +171,11 @@ def _manifest(path, label_map):
     return items, dict(left_out)
 
 
-def plan(path, label_map=None):
+def plan(path, label_map=None, split=None):
     """The collection's files and their labels -> ([{"file", "label", "subject", "split"}], {left-out
     class: file count}), from the folder names or the manifest alone (no image is read): CollectionError
-    if a name cannot be mapped, or if fewer than two emotions have files."""
+    if a name cannot be mapped, or if fewer than two emotions have files.  split (Training, PublicTest or
+    PrivateTest: a manifest's train, val, test): only that split's files; an error if it has none."""
     path = os.fspath(path)
     if _manifest_header(path):
         items, left_out = _manifest(path, label_map)
@@ -186,15 +187,22 @@ def plan(path, label_map=None):
     if len({item["label"] for item in items}) < 2:
         raise CollectionError(f"{path}: {'no images' if not items else 'only one emotion'} in its emotion folders; "
                               "a collection needs photos of at least two emotions")
+    if split:
+        named = {v: k for k, v in SPLIT_NAMES.items()}[split]
+        items = [item for item in items if item["split"] == split]
+        if not items:
+            raise CollectionError(f"{path}: no {named} rows ({split}); give a manifest a split column "
+                                  "(train, val, test), or leave the split out to take all of it")
     return items, left_out
 
 
-def load(path, label_map=None, faces="auto", progress=False):
-    """Read the collection at `path`; see the module docstring.  CollectionError before any image is
-    read if it is empty, has one class, or names a folder it cannot map (plan)."""
+def load(path, label_map=None, faces="auto", progress=False, split=None):
+    """Read the collection at `path` (only `split`'s files when given; see plan); see the module
+    docstring.  CollectionError before any image is read if it is empty, has one class, or names a
+    folder it cannot map (plan)."""
     from tqdm import tqdm
     reader = FaceReader(faces)
-    items, left_out = plan(path, label_map)
+    items, left_out = plan(path, label_map, split)
     crops, labels, sources, skipped = [], [], [], []
     for item in tqdm(items, unit="photo", desc="reading the collection", disable=not progress):
         try:

@@ -100,13 +100,14 @@ def load_models(paths, bf16=False, out=None):
     return classifiers
 
 
-def load_collection(path, label_map=None, faces="auto", log=None):
-    """A labelled photo collection -> (images uint8 (N, 48, 48, 1), labels (N,), the report's "data"
-    entry, the ferkit.collection.Collection), its notes (classes left out, images skipped) printed.
-    label_map: {folder name: emotion}, as collection.parse_label_map gives it."""
+def load_collection(path, label_map=None, faces="auto", log=None, split=None):
+    """A labelled photo collection (only a manifest's `split` rows when given) -> (images uint8
+    (N, 48, 48, 1), labels (N,), the report's "data" entry, the ferkit.collection.Collection), its notes
+    (classes left out, images skipped) printed.  label_map: {folder name: emotion}, as
+    collection.parse_label_map gives it."""
     from ferkit import collection
     log = log or sys.stdout
-    found = collection.load(path, label_map, faces, progress=log is sys.stderr)
+    found = collection.load(path, label_map, faces, progress=log is sys.stderr, split=split)
     for note in found.notes:
         print(f"{path}: {note}", file=log)
     data_info = {"path": path, "labels": "collection", "faces": len(found.labels), "skipped": len(found.skipped),
@@ -187,12 +188,13 @@ def save_report(report, stem_of, log=None, show=True):
                                            if "-" in os.path.basename(stem) else ""), file=log)
 
 
-def evaluate(models=(), checkpoints=(), data=CACHE, split="PrivateTest", tta=False, batch_size=256, bf16=False,
+def evaluate(models=(), checkpoints=(), data=CACHE, split=None, tta=False, batch_size=256, bf16=False,
              labels="fer2013", out=None, overwrite=False, log=None, show=True, label_map=None, faces="auto"):
-    """Report each model on `split` of `data` -> [report dict, one per model, in order].
-    data may be a labelled photo collection (a folder of emotion folders): then all of it is
-    evaluated (split "collection"), its folder names mapped with label_map ("1=surprise,..." or a
-    dict) and its faces found as `faces` says (auto, detect, as-is; ferkit.collection).
+    """Report each model on `split` of `data` (default PrivateTest) -> [report dict, one per model, in order].
+    data may be a labelled photo collection (a folder of emotion folders, or a manifest): then all of
+    it is evaluated (split "collection"), or with `split` only its manifest's rows of that split
+    (PrivateTest: test, ...; split "collection_PrivateTest"), its folder names mapped with label_map
+    ("1=surprise,..." or a dict) and its faces found as `faces` says (auto, detect, as-is; ferkit.collection).
 
     models: shipped names; checkpoints: checkpoint folders, .tflite files or SavedModel folders.
     labels: "fer2013", or "ferplus" (FER+'s majority labels; needs a cache made with --ferplus).
@@ -207,14 +209,15 @@ def evaluate(models=(), checkpoints=(), data=CACHE, split="PrivateTest", tta=Fal
     found, is_collection = None, collection.is_collection(data)
     if is_collection:  # its folder names checked before any model is loaded or folder made
         label_map = collection.parse_label_map(label_map) if isinstance(label_map, str) else label_map
-        collection.plan(data, label_map)
+        collection.plan(data, label_map, split)
     if out:  # before load_models makes the folder: never inside the data or a model
         files.check_outputs([("--out", out, "folder")], inputs=[data, *paths], overwrite=True)
     classifiers = load_models(paths, bf16, out)
     if is_collection:
-        split = "collection"
-        images, truth, data_info, found = load_collection(data, label_map, faces, log)
+        images, truth, data_info, found = load_collection(data, label_map, faces, log, split)
+        split = f"collection_{split}" if split else "collection"
     else:
+        split = split or "PrivateTest"
         images, truth, data_info = load_faces(data, split, labels, log)
     stems = [report_stems(c, split, labels, tta, out, data_info) for c in classifiers]
     extras = (".faces.csv", ".skipped.csv", ".mistakes.png") if found else ()

@@ -2,7 +2,8 @@
 
   report = classification_report(labels, predictions)  labels, predictions: int (N,)
   -> {"n", "accuracy", "macro": {precision, recall, f1}, "per_class": {emotion: {...}}, "confusion": 7x7 ints}
-confusion[i][j] counts faces of true class i predicted as j.
+confusion[i][j] counts faces of true class i predicted as j.  Macro averages are over the classes the
+labels hold (all 7 in FER-2013): a collection without disgust is not marked down for it.
 """
 import numpy as np
 
@@ -24,10 +25,12 @@ def classification_report(labels, predictions):
     denominator = precision + recall
     f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(NUM_CLASSES), where=denominator > 0)
     n = int(confusion.sum())
+    present = support > 0 if n else np.ones(NUM_CLASSES, bool)
     return {
         "n": n,
         "accuracy": float(true_positives.sum() / n) if n else 0.0,
-        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        "macro": {name: float(values[present].mean()) for name, values in
+                  (("precision", precision), ("recall", recall), ("f1", f1))},
         "per_class": {e: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
                           "support": int(support[i])} for i, e in enumerate(EMOTIONS)},
         "confusion": confusion.tolist(),

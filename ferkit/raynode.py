@@ -112,7 +112,10 @@ def start_ray(address, workers, verbose):
         else:
             _loopback_only()
             start_ray.watchdog = _gone_with_this_process()  # kept: its stdin closes when this process ends
-            ray.init(num_cpus=min(workers, os.cpu_count() or 1), _node_ip_address="127.0.0.1", **common)
+            # address "local": a Ray of our own even where RAY_ADDRESS is set or a `ray start` cluster runs
+            # here (Ray would otherwise join it, and refuse num_cpus)
+            ray.init(address="local", num_cpus=min(workers, os.cpu_count() or 1), _node_ip_address="127.0.0.1",
+                     **common)
             where = {node["NodeManagerAddress"] for node in ray.nodes()}
             if where != {"127.0.0.1"}:  # a Ray that ignores the switch: stop rather than listen on the network
                 ray.shutdown()

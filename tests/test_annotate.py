@@ -235,6 +235,18 @@ def test_names_that_are_not_utf8_are_rows_with_escapes(tmp_path):
     assert sorted(os.path.basename(s) for s in faces_table(out)["source"]) == ["caf\\xe9.png", "ok.png"]
 
 
+def test_without_address_it_runs_on_a_ray_of_its_own_whatever_ray_address_says(tmp_path, monkeypatch):
+    """RAY_ADDRESS (or a `ray start` cluster on this machine) made ray.init join that cluster, and then
+    refuse the CPU count we give an embedded Ray: the run died with a traceback."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # nothing listens there
+    folder = many_photos(tmp_path / "photos", 2)
+    out = tmp_path / "dataset"
+    proc = run_script("annotate.py", folder, "--out", out, "--workers", 1, process=True)  # Ray not yet started
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "Ray on this machine" in proc.stdout + proc.stderr
+    assert len(faces_table(out)) == 2
+
+
 def _descendants(root):
     """{pid: start time} of root's descendants now, from /proc."""
     table = {}

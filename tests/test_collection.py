@@ -207,6 +207,35 @@ def test_a_manifest_keeps_each_subject_on_one_side_of_the_split(tmp_path):
     assert len(held) == 1
 
 
+def test_split_evaluates_only_a_manifests_rows_of_that_split(tmp_path):
+    """The people a fine-tuned model never saw: --split PrivateTest keeps the manifest's test rows alone;
+    without a split column it is a one-line error, and without --split the whole collection counts."""
+    manifest = manifest_collection(tmp_path, [(("anger", "happiness", "sad", "neutral")[k % 4], f"s{k // 4}")
+                                              for k in range(12)])
+    plain = manifest.read_text().splitlines()
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", manifest, "--split", "PrivateTest",
+                      "--out", tmp_path / "r")
+    assert proc.returncode == 2 and "no test rows" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    split_of = {"s0": "train", "s1": "val", "s2": "test"}
+    manifest.write_text("\n".join([plain[0] + ",split"] + [f"{line},{split_of[line.split(',')[2]]}"
+                                                         for line in plain[1:]]) + "\n")
+    before = snapshot(tmp_path / "faces")
+    proc = run_script("evaluate.py", "--checkpoint", MODEL, "--data", manifest, "--split", "PrivateTest",
+                      "--out", tmp_path / "r", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["split"] == "collection_PrivateTest" and report["n"] == 4
+    assert sorted(os.path.basename(r["file"]) for r in rows(tmp_path / "r" / "model.eval_collection_PrivateTest.faces.csv")) \
+        == ["10.png", "11.png", "8.png", "9.png"]
+    # four emotions held: macro recall is their mean, not diluted by the three absent ones
+    recalls = [report["per_class"][e]["recall"] for e in ("angry", "happy", "sad", "neutral")]
+    assert report["macro"]["recall"] == pytest.approx(sum(recalls) / 4)
+    whole = json.loads(run_script("evaluate.py", "--checkpoint", MODEL, "--data", manifest, "--out",
+                                  tmp_path / "r", "--json", check=0).stdout)
+    assert whole["split"] == "collection" and whole["n"] == 12
+    assert snapshot(tmp_path / "faces") == before
+
+
 @pytest.mark.parametrize("line, message", [
     ("faces/missing.png,happy,s1", "faces.csv:3: no such file 'faces/missing.png'"),
     ("faces/0.png,elated,s1", "faces.csv:3: unknown emotion 'elated'"),

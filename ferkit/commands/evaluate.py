@@ -38,7 +38,9 @@ def parse_args(argv=None, prog=None):
     parser = cli.ArgumentParser(__doc__, prog=prog)
     cli.add_model_options(parser, many=True, required=True)
     cli.add_data_option(parser)
-    parser.add_argument("--split", default="PrivateTest", choices=SPLITS, help="(default: %(default)s)")
+    parser.add_argument("--split", choices=SPLITS,
+                        help="(default: PrivateTest; all of a collection; on a manifest with a split column, "
+                             "that split's rows: Training train, PublicTest val, PrivateTest test)")
     parser.add_argument("--tta", action="store_true", help="also report test-time augmentation (10 mirrored and shifted views)")
     cli.add_batch_size(parser, 256)
     parser.add_argument("--bf16", action="store_true",
