@@ -543,7 +543,8 @@ def train(arch, out=None, hparams=None, max_steps=None, overwrite=False, on_epoc
     s.data_size, s.data_fingerprint = len(sets.train_labels), sets.fingerprint
     steps_per_epoch = s.data_size // s.batch_size  # drop the last partial batch: stable batch norm
     if steps_per_epoch == 0:
-        raise cli.UserError(f"{s.data}: {s.data_size} Training faces, fewer than one batch of {s.batch_size}")
+        raise cli.UserError(f"{s.data}: {s.data_size} Training faces, fewer than one batch of {s.batch_size}; "
+                            f"give a smaller --batch-size (at most {max(1, s.data_size // 4)} makes 4 steps an epoch)")
     config = make_config(arch, hparams, s, sets.notes)
     run = runfolder.RunFolder(out or os.path.join(CHECKPOINTS, arch), config, overwrite, s.changed_from)
     try:

@@ -169,9 +169,9 @@ def test_init_from_takes_a_shipped_models_name(tmp_path):
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     assert config["settings"]["labels"] == "fer2013" and config["settings"]["init_from"].endswith(DEFAULT_MODEL)
     # fine-tuning's own defaults where the command line gave none: --epochs 1 was given, the rest not
-    assert "note: fine-tuning defaults --lr 0.0001 --patience 3 --warmup-epochs 0 " in proc.stdout
-    assert {k: config["settings"][k] for k in ("lr", "epochs", "patience", "warmup_epochs")} == \
-        {"lr": 1e-4, "epochs": 1, "patience": 3, "warmup_epochs": 0.0}
+    assert "note: fine-tuning defaults --lr 0.0003 --patience 8 --warmup-epochs 0 " in proc.stdout
+    assert {k: config["settings"][k] for k in ("lr", "epochs", "patience", "warmup_epochs", "batch_size")} == \
+        {"lr": 3e-4, "epochs": 1, "patience": 8, "warmup_epochs": 0.0, "batch_size": 8}
 
 
 def manifest_collection(tmp_path, rows):
@@ -284,3 +284,29 @@ def test_a_train_val_test_layout_of_emotion_folders(tmp_path):
         {"Training": [3, 3, 4], "PublicTest": [3, 4], "PrivateTest": [3, 4]}
     reasons = {os.path.basename(w): r for w, r in loaded.skipped}
     assert reasons == {"blank.png": "no face found", "contempt": "an emotion the models do not have; left out"}
+
+
+def test_yale_manifests_keep_each_person_on_one_side(tmp_path):
+    """tools/yale_faces.py: 60 expression photos of 15 people, and three folds in which no person is in
+    two splits; the database's folder is only read."""
+    folder = tmp_path / "yalefaces"
+    folder.mkdir()
+    for person in range(1, 16):
+        for kind in ("happy", "sad", "surprised", "normal", "sleepy", "wink", "glasses"):
+            (folder / f"subject{person:02d}.{kind}").write_bytes(b"GIF89a")
+    before = snapshot(folder)
+    run_script("tools/yale_faces.py", folder, "--out", tmp_path / "m", check=0)
+    assert snapshot(folder) == before
+    assert len(rows(tmp_path / "m" / "all.csv")) == 60
+    for fold in range(3):
+        table = rows(tmp_path / "m" / f"fold{fold}.csv")
+        sides = {}
+        for row in table:
+            sides.setdefault(row["subject"], set()).add(row["split"])
+        assert all(len(s) == 1 for s in sides.values())
+        people = {split: sorted(p for p, s in sides.items() if s == {split}) for split in ("train", "val", "test")}
+        assert [len(people[s]) for s in ("train", "val", "test")] == [7, 3, 5]
+        assert people["test"] == [f"s{p:02d}" for p in range(5 * fold + 1, 5 * fold + 6)]
+    (folder / "subject03.sad").unlink()
+    proc = run_script("tools/yale_faces.py", folder, "--out", tmp_path / "m2")
+    assert proc.returncode == 1 and "subject03.sad: missing" in proc.stderr and not (tmp_path / "m2").exists()

@@ -17,8 +17,8 @@ model (such as the shipped ones) is never trained into unless --overwrite says s
 
 Fine-tuning: --init-from a shipped model's name or a run folder of the same architecture, usually
 with --data a collection of your own labelled photos (a folder of emotion folders, or a
-path,emotion[,subject][,split] CSV; see ferkit evaluate --help).  Unless given, --lr 0.0001
---epochs 10 --patience 3 --warmup-epochs 0 then apply.  The run prints the starting model's
+path,emotion[,subject][,split] CSV; see ferkit evaluate --help).  Unless given, --lr 0.0003
+--epochs 30 --patience 8 --warmup-epochs 0 --batch-size 16 then apply.  The run prints the starting model's
 PublicTest (validation) accuracy first and the best after it at the end.
 """
 import sys
