@@ -135,6 +135,9 @@ def test_fine_tuning_on_a_collection_reports_before_and_after(tmp_path, tiny_che
     for k, (label, face) in enumerate(zip(labels, synthetic_faces(labels, seed=5))):
         (root / SPELLED[label]).mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / SPELLED[label] / f"{k}.png"), face[..., 0])  # 48x48 crops: used as they are
+    (root / "contempt").mkdir()  # CK+'s eighth class: left out, counted
+    for k in range(3):
+        cv2.imwrite(str(root / "contempt" / f"{k}.png"), synthetic_faces([0], seed=k)[0, ..., 0])
     before = snapshot(root)
     out = tmp_path / "tuned"
     proc = run_script("train.py", "--arch", "acnn_alstm", "--init-from", tiny_checkpoint, "--data", root, "--epochs", 2,
@@ -147,6 +150,7 @@ def test_fine_tuning_on_a_collection_reports_before_and_after(tmp_path, tiny_che
     assert config["settings"]["data_size"] == 62 and any("validation split of 8" in n for n in config["data_notes"])
     report = run_script("evaluate.py", "--checkpoint", out, "--data", root, "--out", tmp_path / "r", "--json")
     assert report.returncode == 0 and json.loads(report.stdout)["data"]["faces"] == 70, report.stderr
+    assert "left out 3 images of contempt" in report.stderr  # CK+'s names, no flags
     assert snapshot(root) == before
 
 
