@@ -14,7 +14,9 @@ motorcycle, a horse, a page of text, cells and a retina; pip install -r benchmar
 Each photo is searched
 as YuNetDetector searches it (the coarse search, then the full-size one when that finds nothing)
 and the table gives, for each threshold of each search, the share of faces found and the false
-faces per 100 faceless photos.  PrivateTest is never read.
+faces per 100 faceless photos: YuNet alone, then with FaceCheck's second look at detections under
+SURE_SCORE (what detect() does), whose false faces are also given on the photos made from the
+sources it never learnt from (check_sources() lists those it did).  PrivateTest is never read.
 """
 import argparse
 import os
@@ -24,7 +26,8 @@ import cv2
 import numpy as np
 
 from ferkit import data
-from ferkit.detectors import YuNetDetector
+from ferkit.detectors import FACE_CHECK, MIN_SCORE, SURE_SCORE, FaceCheck, YuNetDetector
+from ferkit.faces import crop_face
 from ferkit.roundtrip import PHOTO, face_at, face_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,20 +75,27 @@ def real_faceless_sources():
     return [cv2.imread(os.path.join(folder, name), cv2.IMREAD_COLOR) for name in REAL_FACELESS]
 
 
+def check_sources():
+    """Every other faceless source (made here, then scikit-image's): all that tools/train_face_check.py
+    learns from.  The others are never seen by FaceCheck, and the table counts their false faces apart."""
+    return (faceless_sources() + real_faceless_sources())[0::2]
+
+
 def faceless_photo(sources, rng):
-    """A 640x480 BGR crop of a random source at a random scale (or blurred noise), randomly lit."""
+    """A 640x480 BGR crop of a random source at a random scale (or blurred noise), randomly lit
+    -> (photo, the source's index in sources, None for noise)."""
     kind = rng.integers(len(sources) + 1)
     if kind == len(sources):
         noise = rng.integers(0, 256, PHOTO, dtype=np.uint8)
         gray = cv2.normalize(cv2.GaussianBlur(noise, (0, 0), rng.uniform(3, 20)), None, 30, 220, cv2.NORM_MINMAX)
-        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), None
     image = sources[kind]
     image = image if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     scale = max(PHOTO[0] / image.shape[0], PHOTO[1] / image.shape[1]) * rng.uniform(1.0, 3.0)
     big = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     y, x = rng.integers(big.shape[0] - PHOTO[0] + 1), rng.integers(big.shape[1] - PHOTO[1] + 1)
     crop = big[y:y + PHOTO[0], x:x + PHOTO[1]].astype(np.float32)
-    return np.clip(crop * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8)
+    return np.clip(crop * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30), 0, 255).astype(np.uint8), int(kind)
 
 
 def searches(detector, photo):
@@ -94,10 +104,35 @@ def searches(detector, photo):
     return detector._search(photo, coarse), (detector._search(photo, full) if full is not None else [])
 
 
-def found_at(pair, coarse_t, full_t):
-    """What the detector returns with these thresholds: the coarse search's faces, else the full one's."""
+def found_at(pair, coarse_t, full_t, passed=None):
+    """What the detector returns with these thresholds: the coarse search's faces, else the full one's.
+    passed: with FaceCheck, the ids of the detections that pass its look (sure ones need none)."""
+    keep = lambda d, t: d.score >= t and (passed is None or d.score >= SURE_SCORE or id(d) in passed)
     coarse, full = pair
-    return [d for d in coarse if d.score >= coarse_t] or [d for d in full if d.score >= full_t]
+    return [d for d in coarse if keep(d, coarse_t)] or [d for d in full if keep(d, full_t)]
+
+
+def passing(check, photo, pair):
+    """The ids of the detections in both searches that FaceCheck passes."""
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    found = [d for search in pair for d in search]
+    if not found:
+        return set()
+    crops = [crop_face(gray, d.box, d.landmarks) for d in found]
+    return {id(d) for d, ok in zip(found, check.passes(crops, [d.score for d in found])) if ok}
+
+
+def checked_rows(check, with_face, faceless, unseen, real):
+    """The table's FaceCheck rows: YuNet at 0.5 (both searches) with the second look, as detect() runs."""
+    print(f"\nwith FaceCheck (threshold {check.threshold:.2f}) on detections under {SURE_SCORE}; false faces "
+          "also on the faceless photos from sources it never learnt from")
+    print(f"{'coarse':>7} {'full':>5} {'faces found':>12} {'false per 100':>14} {'unseen sources':>15}  real photos")
+    for t in (MIN_SCORE,):
+        hits = np.mean([face_at(found_at(p, t, t, ok), c) is not None for p, c, ok in with_face])
+        false = np.array([len(found_at(p, t, t, ok)) for p, ok in faceless])
+        real_found = sum(bool(found_at(p, t, t, ok)) for p, ok in real)
+        print(f"{t:7.1f} {t:5.1f} {hits:12.1%} {100 * false.mean():14.1f} {100 * false[unseen].mean():15.1f}  "
+              f"{real_found} of {len(real)}  ({unseen.sum()} unseen photos)")
 
 
 def main():
@@ -109,18 +144,29 @@ def main():
                         help="two in three faceless photos from scikit-image's real photographs (default: on)")
     args = parser.parse_args()
     from matplotlib import cbook
-    detector = YuNetDetector(score_threshold=0.3)
+    detector = YuNetDetector(score_threshold=0.3, check=False)  # both searches' detections, unchecked
+    check = FaceCheck() if os.path.exists(FACE_CHECK) else None
     rng = np.random.default_rng(0)
     faces, _ = data.load(args.data, splits=("PublicTest",)).splits["PublicTest"]
     with_face = []
     for i in rng.choice(len(faces), min(args.faces, len(faces)), replace=False):
         photo, centre = face_photo(faces[i, :, :, 0], rng)
-        with_face.append((searches(detector, photo), centre))
+        pair = searches(detector, photo)
+        with_face.append((pair, centre, check and passing(check, photo, pair)))
     real = [cv2.imread(os.path.join(ROOT, "samples", "astronaut.png")),
             cv2.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))]
+    real = [(searches(detector, r), r) for r in real]
+    real = [(pair, check and passing(check, r, pair)) for pair, r in real]
     sources, real_sources = faceless_sources(), real_faceless_sources() if args.real else None
-    faceless = [searches(detector, faceless_photo(real_sources if real_sources and k % 3 else sources, rng))
-                for k in range(args.faceless)]
+    faceless, unseen = [], []
+    for k in range(args.faceless):
+        is_real = bool(real_sources) and k % 3 != 0
+        photo, index = faceless_photo(real_sources if is_real else sources, rng)
+        pair = searches(detector, photo)
+        faceless.append((pair, check and passing(check, photo, pair)))
+        # check_sources() takes every other of sources + real_sources; noise is in both halves
+        unseen.append(index is not None and (index + (len(sources) if is_real else 0)) % 2 == 1)
+    unseen = np.array(unseen)
     print(f"{len(with_face)} photos with a pasted PublicTest face, {len(faceless)} photos with no face"
           f"{' (two in three real photographs)' if args.real else ''}; "
           "found = the pasted face among the detections; false = detections on faceless photos")
@@ -129,11 +175,13 @@ def main():
         for full_t in THRESHOLDS:
             if full_t < coarse_t:
                 continue
-            hits = np.mean([face_at(found_at(p, coarse_t, full_t), c) is not None for p, c in with_face])
-            false = [len(found_at(p, coarse_t, full_t)) for p in faceless]
-            real_found = sum(bool(found_at(searches(detector, r), coarse_t, full_t)) for r in real)
+            hits = np.mean([face_at(found_at(p, coarse_t, full_t), c) is not None for p, c, _ in with_face])
+            false = [len(found_at(p, coarse_t, full_t)) for p, _ in faceless]
+            real_found = sum(bool(found_at(p, coarse_t, full_t)) for p, _ in real)
             print(f"{coarse_t:7.1f} {full_t:5.1f} {hits:12.1%} {100 * np.mean(false):14.1f} "
                   f"{np.mean(np.array(false) > 0):16.1%}  {real_found} of {len(real)}")
+    if check:
+        checked_rows(check, with_face, faceless, unseen, real)
     return 0
 
 

@@ -7,7 +7,9 @@ YuNet (the default) is a small CNN detector from the OpenCV model zoo
 (ferkit/assets/face_detection_yunet_2023mar.onnx, MIT licence beside it),
 run by cv2.FaceDetectorYN: it finds small, tilted and partly turned faces
 and gives five landmarks per face, which ferkit.faces.align_face uses to put
-each face where FER-2013 has its faces.  Haar (`--detector haar`) is OpenCV's
+each face where FER-2013 has its faces.  A detection YuNet is not sure of
+(score under SURE_SCORE) gets a second look (FaceCheck): the face aligned as
+the model will see it, judged by a small CNN of our own.  Haar (`--detector haar`) is OpenCV's
 bundled frontal-face cascade: boxes only.
 """
 import os
@@ -25,6 +27,8 @@ DETECTORS = ("yunet", "haar")
 # faceless photos; 0.6 97.5% and 2.4; 0.8 94.6% and 0.2.  0.5 keeps the photo path's goal of 98% found.
 # With real faceless photographs (scikit-image's, --real), 0.5 gives 11.6 false faces per 100, 0.8 0.4.
 MIN_SCORE = 0.5
+SURE_SCORE = 0.8  # YuNet's score at which a detection needs no second look (FaceCheck)
+FACE_CHECK = os.path.join(ASSETS, "face_check.npz")
 
 
 @dataclass
@@ -53,6 +57,50 @@ def _shrink(image, scale):
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
+class FaceCheck:
+    """A second look at a detection: is the face, aligned onto FER-2013's framing as the model will
+    see it, a face?  A small CNN (three 3x3 conv layers of 16, 32 and 64 filters, each with ReLU and
+    2x2 max pooling, their mean, and YuNet's score as a logit beside it, into one logistic unit),
+    run here in numpy: about 23,000 weights in ferkit/assets/face_check.npz, written by
+    tools/train_face_check.py with the threshold it chose.
+
+        check = FaceCheck()
+        probability = check.probability(crops uint8 (N, 48, 48), scores (N,))  -> float (N,)
+        keep = check.passes(crops, scores)                                    -> bool (N,)
+    """
+
+    def __init__(self, path=FACE_CHECK):
+        with np.load(path) as z:
+            self.weights = {k: z[k].astype(np.float32) for k in z.files if k != "threshold"}
+            self.threshold = float(z["threshold"])
+
+    def probability(self, crops, scores):
+        x = np.asarray(crops, np.float32)[..., None] / 255.0
+        x = x - x.mean((1, 2, 3), keepdims=True)
+        x = x / (x.std((1, 2, 3), keepdims=True) + 1e-3)
+        for k in (1, 2, 3):
+            x = _max_pool(np.maximum(_conv3x3(x, self.weights[f"c{k}"]) + self.weights[f"b{k}"], 0))
+        scores = np.clip(np.asarray(scores, np.float32), 1e-4, 1 - 1e-4)
+        features = np.concatenate([x.mean((1, 2)), np.log(scores / (1 - scores))[:, None]], 1)
+        return 1 / (1 + np.exp(-(features @ self.weights["d"][:, 0] + self.weights["db"][0])))
+
+    def passes(self, crops, scores):
+        return self.probability(crops, scores) >= self.threshold
+
+
+def _conv3x3(x, kernel):
+    """float (N, H, W, C) and (3, 3, C, O) -> (N, H, W, O): a 'same' convolution, as tf.nn.conv2d does it."""
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))  # (N, H, W, C, 3, 3)
+    return np.einsum("nhwcij,ijco->nhwo", windows, kernel, optimize=True)
+
+
+def _max_pool(x):
+    """(N, H, W, C) -> (N, H // 2, W // 2, C), 2x2 windows."""
+    n, h, w, c = x.shape
+    return x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c).max((2, 4))
+
+
 class YuNetDetector:
     """cv2.FaceDetectorYN with YuNet (2023mar): a coarse, fast search first, a full one if it finds nothing.
 
@@ -71,10 +119,12 @@ class YuNetDetector:
     # vary from run to run, with NaN boxes): smaller searches are padded with black to this side.
     MIN_INPUT = 64
 
-    def __init__(self, min_face=32, max_side=1280, score_threshold=MIN_SCORE, nms_threshold=0.3):
-        if not os.path.exists(YUNET_MODEL):
-            raise RuntimeError(f"{YUNET_MODEL} is missing; it ships with the project (git checkout -- ferkit/assets)")
+    def __init__(self, min_face=32, max_side=1280, score_threshold=MIN_SCORE, nms_threshold=0.3, check=True):
+        for path in (YUNET_MODEL,) + ((FACE_CHECK,) if check else ()):
+            if not os.path.exists(path):
+                raise RuntimeError(f"{path} is missing; it ships with the project (git checkout -- ferkit/assets)")
         self.min_face, self.max_side = min_face, max_side
+        self.check = FaceCheck() if check else None
         self.net = cv2.FaceDetectorYN.create(YUNET_MODEL, "", (320, 320), score_threshold, nms_threshold, 5000)
         self._size = (320, 320)
 
@@ -84,10 +134,22 @@ class YuNetDetector:
         if min(bgr.shape[:2]) < self.WINDOW:
             return []
         coarse, full = self.scales(bgr.shape)
-        found = self._search(bgr, coarse)
+        found = self.checked(bgr, self._search(bgr, coarse))
         if not found and full is not None:
-            found = self._search(bgr, full)
+            found = self.checked(bgr, self._search(bgr, full))
         return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
+
+    def checked(self, bgr, found):
+        """found less the detections under SURE_SCORE that fail FaceCheck's second look (all of
+        found without a check).  Only those are cropped: a sure face costs nothing more."""
+        unsure = [d for d in found if d.score < SURE_SCORE]
+        if self.check is None or not unsure:
+            return found
+        from ferkit.faces import crop_face
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
+        crops = [crop_face(gray, d.box, d.landmarks) for d in unsure]
+        failed = {id(d) for d, ok in zip(unsure, self.check.passes(crops, [d.score for d in unsure])) if not ok}
+        return [d for d in found if id(d) not in failed]
 
     def detect_near(self, bgr, boxes):
         """Search only around faces seen a moment ago (ferkit.video, between full searches): for each

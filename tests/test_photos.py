@@ -125,6 +125,41 @@ def test_no_face_in_a_gradient_and_haar_still_works():
     assert face.landmarks is None and face.score is None
 
 
+def test_face_check_in_numpy_is_the_training_networks_arithmetic():
+    """FaceCheck runs in numpy what tools/train_face_check.py trains in TensorFlow: same probabilities."""
+    tf = pytest.importorskip("tensorflow")
+    import sys
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from train_face_check import network
+    from ferkit.detectors import FaceCheck
+    rng = np.random.default_rng(0)
+    shapes = {"c1": (3, 3, 1, 16), "c2": (3, 3, 16, 32), "c3": (3, 3, 32, 64), "d": (65, 1),
+              "b1": (16,), "b2": (32,), "b3": (64,), "db": (1,)}
+    weights = {k: rng.normal(0, 0.3, v).astype(np.float32) for k, v in shapes.items()}
+    check = FaceCheck.__new__(FaceCheck)
+    check.weights, check.threshold = weights, 0.5
+    crops, scores = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8), rng.uniform(0.5, 0.8, 5).astype(np.float32)
+    expected = tf.sigmoid(network({k: tf.constant(v) for k, v in weights.items()},
+                                  crops[..., None].astype(np.float32) / 255.0, scores)).numpy()
+    assert np.allclose(check.probability(crops, scores), expected, atol=1e-5)
+
+
+def test_the_second_look_drops_unsure_detections_that_are_not_faces_and_keeps_sure_ones():
+    """The shipped FaceCheck on the sample photo: its face passes at any score; the same box on a
+    flat grey picture fails when YuNet is unsure of it and stays when it is sure (no second look)."""
+    from ferkit.detectors import SURE_SCORE, Detection
+    detector = YuNetDetector()
+    photo = cv2.imread(os.path.join(ROOT, "samples", "astronaut.png"))
+    face = YuNetDetector(check=False).detect(photo)[0]
+    assert detector.detect(photo)[0].box == face.box
+    unsure = Detection(face.box, face.landmarks, 0.55)
+    assert [d is unsure for d in detector.checked(photo, [unsure])] == [True]
+    grey = np.full_like(photo, 128)
+    assert detector.checked(grey, [unsure]) == []
+    sure = Detection(face.box, face.landmarks, SURE_SCORE)
+    assert [d is sure for d in detector.checked(grey, [sure])] == [True]
+
+
 def test_template_maps_onto_itself_and_levels_a_rotated_face():
     np.testing.assert_allclose(similarity_to_template(TEMPLATE["landmarks"]), [[1, 0, 0], [0, 1, 0]], atol=1e-9)
     eyes = TEMPLATE["landmarks"][:2]
