@@ -26,6 +26,7 @@ DETECTORS = ("yunet", "haar")
 # into photos, 1,000 photos with no face): 0.5 finds 98.3% of the faces with 4.5 false faces per 100
 # faceless photos; 0.6 97.5% and 2.4; 0.8 94.6% and 0.2.  0.5 keeps the photo path's goal of 98% found.
 # With real faceless photographs (scikit-image's, --real), 0.5 gives 11.6 false faces per 100, 0.8 0.4.
+# With FaceCheck's second look under SURE_SCORE: 98.3% found, 1.1 false per 100 (docs/photos.md).
 MIN_SCORE = 0.5
 SURE_SCORE = 0.8  # YuNet's score at which a detection needs no second look (FaceCheck)
 FACE_CHECK = os.path.join(ASSETS, "face_check.npz")
