@@ -117,6 +117,21 @@ def _run_here(argv, cwd=ROOT):
     return subprocess.CompletedProcess(argv, code, stdout, stderr)
 
 
+def load_tool(relative):
+    """A tool's module (tools/NAME.py) loaded by its path, for its functions: sys.path as it was after
+    (a tool puts the checkout on it when it runs)."""
+    import importlib.util
+    saved = list(sys.path)
+    try:
+        spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(relative))[0],
+                                                      os.path.join(ROOT, relative))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path[:] = saved
+
+
 def synthetic_faces(labels, seed=0):
     """Learnable fake faces: class k is a bright 12x12 square at one of 7 places, on noise. -> uint8 (N, 48, 48, 1)."""
     rng = np.random.default_rng(seed)

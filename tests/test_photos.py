@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_tool
 from ferkit.detectors import HaarDetector, YuNetDetector
 from ferkit.dataset import IMAGE_SIZE
 from ferkit.faces import TEMPLATE, crop_face, similarity_to_template, warp_to_48
@@ -128,9 +128,7 @@ def test_no_face_in_a_gradient_and_haar_still_works():
 def test_face_check_in_numpy_is_the_training_networks_arithmetic():
     """FaceCheck runs in numpy what tools/train_face_check.py trains in TensorFlow: same probabilities."""
     tf = pytest.importorskip("tensorflow")
-    import sys
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    from train_face_check import network
+    network = load_tool("tools/train_face_check.py").network
     from ferkit.detectors import FaceCheck
     rng = np.random.default_rng(0)
     shapes = {"c1": (3, 3, 1, 16), "c2": (3, 3, 16, 32), "c3": (3, 3, 32, 64), "d": (65, 1),
@@ -139,8 +137,11 @@ def test_face_check_in_numpy_is_the_training_networks_arithmetic():
     check = FaceCheck.__new__(FaceCheck)
     check.weights, check.threshold = weights, 0.5
     crops, scores = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8), rng.uniform(0.5, 0.8, 5).astype(np.float32)
-    expected = tf.sigmoid(network({k: tf.constant(v) for k, v in weights.items()},
-                                  crops[..., None].astype(np.float32) / 255.0, scores)).numpy()
+    # In a graph of its own: another test in this process may have turned eager execution off (the models'
+    # compat.v1 graphs do), and a session runs it either way.
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        expected = session.run(tf.sigmoid(network({k: tf.constant(v) for k, v in weights.items()},
+                                                  crops[..., None].astype(np.float32) / 255.0, scores)))
     assert np.allclose(check.probability(crops, scores), expected, atol=1e-5)
 
 
