@@ -15,7 +15,7 @@ Each photo is searched
 as YuNetDetector searches it (the coarse search, then the full-size one when that finds nothing)
 and the table gives, for each threshold of each search, the share of faces found and the false
 faces per 100 faceless photos: YuNet alone, then with FaceCheck's second look at detections under
-SURE_SCORE (what detect() does), whose false faces are also given on the photos made from the
+its sure score (what detect() does), whose false faces are also given on the photos made from the
 sources it never learnt from (check_sources() lists those it did).  PrivateTest is never read.
 """
 import argparse
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from ferkit import data
-from ferkit.detectors import FACE_CHECK, MIN_SCORE, SURE_SCORE, FaceCheck, YuNetDetector
+from ferkit.detectors import FACE_CHECK, MIN_SCORE, FaceCheck, YuNetDetector
 from ferkit.faces import crop_face
 from ferkit.roundtrip import PHOTO, face_at, face_photo
 
@@ -106,32 +106,32 @@ def searches(detector, photo):
 
 def found_at(pair, coarse_t, full_t, passed=None):
     """What the detector returns with these thresholds: the coarse search's faces, else the full one's.
-    passed: with FaceCheck, the ids of the detections that pass its look (sure ones need none)."""
-    keep = lambda d, t: d.score >= t and (passed is None or d.score >= SURE_SCORE or id(d) in passed)
+    passed: with FaceCheck, the ids of the detections that pass its look or need none (sure ones)."""
+    keep = lambda d, t: d.score >= t and (passed is None or id(d) in passed)
     coarse, full = pair
     return [d for d in coarse if keep(d, coarse_t)] or [d for d in full if keep(d, full_t)]
 
 
 def passing(check, photo, pair):
-    """The ids of the detections in both searches that FaceCheck passes."""
+    """The ids of the detections in both searches that FaceCheck passes or that need no look (sure)."""
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     found = [d for search in pair for d in search]
     if not found:
         return set()
     crops = [crop_face(gray, d.box, d.landmarks) for d in found]
-    return {id(d) for d, ok in zip(found, check.passes(crops, [d.score for d in found])) if ok}
+    return {id(d) for d, ok in zip(found, check.passes(crops, [d.score for d in found])) if ok or d.score >= check.sure}
 
 
 def checked_rows(check, with_face, faceless, unseen, real):
     """The table's FaceCheck rows: YuNet at 0.5 (both searches) with the second look, as detect() runs."""
-    print(f"\nwith FaceCheck (threshold {check.threshold:.2f}) on detections under {SURE_SCORE}; false faces "
+    print(f"\nwith FaceCheck (threshold {check.threshold:.2f}) on detections under {check.sure:.2f}; false faces "
           "also on the faceless photos from sources it never learnt from")
     print(f"{'coarse':>7} {'full':>5} {'faces found':>12} {'false per 100':>14} {'unseen sources':>15}  real photos")
     for t in (MIN_SCORE,):
         hits = np.mean([face_at(found_at(p, t, t, ok), c) is not None for p, c, ok in with_face])
         false = np.array([len(found_at(p, t, t, ok)) for p, ok in faceless])
         real_found = sum(bool(found_at(p, t, t, ok)) for p, ok in real)
-        print(f"{t:7.1f} {t:5.1f} {hits:12.1%} {100 * false.mean():14.1f} {100 * false[unseen].mean():15.1f}  "
+        print(f"{t:7.1f} {t:5.1f} {hits:12.2%} {100 * false.mean():14.2f} {100 * false[unseen].mean():15.2f}  "
               f"{real_found} of {len(real)}  ({unseen.sum()} unseen photos)")
 
 

@@ -8,7 +8,7 @@ YuNet (the default) is a small CNN detector from the OpenCV model zoo
 run by cv2.FaceDetectorYN: it finds small, tilted and partly turned faces
 and gives five landmarks per face, which ferkit.faces.align_face uses to put
 each face where FER-2013 has its faces.  A detection YuNet is not sure of
-(score under SURE_SCORE) gets a second look (FaceCheck): the face aligned as
+(score under FaceCheck's sure score) gets a second look (FaceCheck): the face aligned as
 the model will see it, judged by a small CNN of our own.  Haar (`--detector haar`) is OpenCV's
 bundled frontal-face cascade: boxes only.
 """
@@ -26,9 +26,8 @@ DETECTORS = ("yunet", "haar")
 # into photos, 1,000 photos with no face): 0.5 finds 98.3% of the faces with 4.5 false faces per 100
 # faceless photos; 0.6 97.5% and 2.4; 0.8 94.6% and 0.2.  0.5 keeps the photo path's goal of 98% found.
 # With real faceless photographs (scikit-image's, --real), 0.5 gives 11.6 false faces per 100, 0.8 0.4.
-# With FaceCheck's second look under SURE_SCORE: 98.3% found, 1.1 false per 100 (docs/photos.md).
+# With FaceCheck's second look at the detections it is not sure of, far fewer (docs/photos.md).
 MIN_SCORE = 0.5
-SURE_SCORE = 0.8  # YuNet's score at which a detection needs no second look (FaceCheck)
 FACE_CHECK = os.path.join(ASSETS, "face_check.npz")
 
 
@@ -63,17 +62,20 @@ class FaceCheck:
     see it, a face?  A small CNN (three 3x3 conv layers of 16, 32 and 64 filters, each with ReLU and
     2x2 max pooling, their mean, and YuNet's score as a logit beside it, into one logistic unit),
     run here in numpy: about 23,000 weights in ferkit/assets/face_check.npz, written by
-    tools/train_face_check.py with the threshold it chose.
+    tools/train_face_check.py with the two numbers it chose on held-out photos: the probability a
+    face needs (threshold), and YuNet's score from which a detection needs no look (sure).
 
         check = FaceCheck()
         probability = check.probability(crops uint8 (N, 48, 48), scores (N,))  -> float (N,)
         keep = check.passes(crops, scores)                                    -> bool (N,)
+        check.sure                                                            -> float
     """
+    SETTINGS = ("threshold", "sure")
 
     def __init__(self, path=FACE_CHECK):
         with np.load(path) as z:
-            self.weights = {k: z[k].astype(np.float32) for k in z.files if k != "threshold"}
-            self.threshold = float(z["threshold"])
+            self.weights = {k: z[k].astype(np.float32) for k in z.files if k not in self.SETTINGS}
+            self.threshold, self.sure = float(z["threshold"]), float(z["sure"])
 
     def probability(self, crops, scores):
         x = np.asarray(crops, np.float32)[..., None] / 255.0
@@ -143,10 +145,12 @@ class YuNetDetector:
         return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
 
     def checked(self, bgr, found):
-        """found less the detections under SURE_SCORE that fail FaceCheck's second look (all of
+        """found less the detections under FaceCheck's sure score that fail its second look (all of
         found without a check).  Only those are cropped: a sure face costs nothing more."""
-        unsure = [d for d in found if d.score < SURE_SCORE]
-        if self.check is None or not unsure:
+        if self.check is None:
+            return found
+        unsure = [d for d in found if d.score < self.check.sure]
+        if not unsure:
             return found
         from ferkit.faces import crop_face
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr

@@ -148,7 +148,7 @@ def test_face_check_in_numpy_is_the_training_networks_arithmetic():
 def test_the_second_look_drops_unsure_detections_that_are_not_faces_and_keeps_sure_ones():
     """The shipped FaceCheck on the sample photo: its face passes at any score; the same box on a
     flat grey picture fails when YuNet is unsure of it and stays when it is sure (no second look)."""
-    from ferkit.detectors import SURE_SCORE, Detection
+    from ferkit.detectors import Detection
     detector = YuNetDetector()
     photo = cv2.imread(os.path.join(ROOT, "samples", "astronaut.png"))
     face = YuNetDetector(check=False).detect(photo)[0]
@@ -157,7 +157,8 @@ def test_the_second_look_drops_unsure_detections_that_are_not_faces_and_keeps_su
     assert [d is unsure for d in detector.checked(photo, [unsure])] == [True]
     grey = np.full_like(photo, 128)
     assert detector.checked(grey, [unsure]) == []
-    sure = Detection(face.box, face.landmarks, SURE_SCORE)
+    assert 0.5 < detector.check.sure <= 1 and 0 < detector.check.threshold < 1  # the asset's chosen pair
+    sure = Detection(face.box, face.landmarks, detector.check.sure)
     assert [d is sure for d in detector.checked(grey, [sure])] == [True]
 
 
