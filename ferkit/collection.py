@@ -30,11 +30,11 @@ from ferkit.cli import UserError
 from ferkit.dataset import EMOTIONS, IMAGE_SIZE
 from ferkit.photos import PhotoError, list_images, read_image
 from ferkit.recognizer import locate
+from ferkit.settings import FACES
 
 SYNONYMS = {**{e: e for e in EMOTIONS}, "anger": "angry", "happiness": "happy", "sadness": "sad",
             "fearful": "fear", "disgusted": "disgust", "surprised": "surprise", "neutrality": "neutral"}
 OUTSIDE = ("contempt",)  # emotions some collections label that the models do not have
-FACES = ("auto", "detect", "as-is")
 
 
 class CollectionError(UserError):

@@ -52,15 +52,20 @@ class Loaded:
     sources: dict = field(default_factory=dict)    # split -> str array (N,): where each face came from, "FILE[#x,y,w,h]"
 
 
-def load(path, skip_bad=False, seed=0, splits=SPLITS):
+def load(path, skip_bad=False, seed=0, splits=SPLITS, label_map=None, faces="auto"):
     """Read FER-2013 from any supported layout; see the module docstring. Only `splits` are kept
-    (a cache does not even read the others: train.py never touches PrivateTest)."""
-    loaded = _load(os.fspath(path), skip_bad, seed, splits)
+    (a cache does not even read the others: train.py never touches PrivateTest).  A collection's
+    folder names go through label_map ({name: emotion}, or its text "1=surprise,2=fear"), and its
+    images become faces as `faces` says (ferkit.settings.FACES)."""
+    if isinstance(label_map, str):
+        from ferkit import collection
+        label_map = collection.parse_label_map(label_map)
+    loaded = _load(os.fspath(path), skip_bad, seed, splits, label_map, faces)
     loaded.splits = {s: v for s, v in loaded.splits.items() if s in splits}
     return loaded
 
 
-def _load(path, skip_bad, seed, splits):
+def _load(path, skip_bad, seed, splits, label_map=None, faces="auto"):
     if not os.path.exists(path) and os.path.isfile(path + ".gz"):  # fer2013.csv named, fer2013.csv.gz there
         print(f"note: {path} not found; reading {path}.gz beside it", file=sys.stderr)
         path += ".gz"
@@ -72,9 +77,9 @@ def _load(path, skip_bad, seed, splits):
         raise DataError(path, None, f"no such file or folder; expected {FORMATS}")
     from ferkit import collection
     if collection.is_collection(path):  # a folder of emotion folders, or a path,emotion manifest
-        return _read_collection(path, seed)
+        return _read_collection(path, seed, label_map, faces)
     if os.path.isdir(path):
-        return _read_image_folder(path, skip_bad, seed)
+        return _read_image_folder(path, skip_bad, seed, label_map, faces)
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -302,14 +307,14 @@ def _carve_validation(loaded, seed, name, why):
                         "out of Training as PublicTest")
 
 
-def _read_collection(path, seed):
+def _read_collection(path, seed, label_map=None, faces="auto"):
     """A labelled photo collection (ferkit.collection: faces found and aligned as predict does) -> Loaded.
     A manifest's split column gives the splits (train, val, test: Training, PublicTest, PrivateTest);
     without one, all of it is Training less a seeded validation split as PublicTest: whole subjects
     where the manifest names them (no person on both sides), else stratified.  Skipped images are
     listed in Loaded.skipped."""
     from ferkit import collection
-    found = collection.load(path, progress=sys.stderr.isatty())
+    found = collection.load(path, label_map, faces, progress=sys.stderr.isatty())
     loaded = Loaded({}, list(found.skipped), list(found.notes))
     origin = np.array([s["file"] + ("#" + ",".join(map(str, s["box"])) if s["box"] else "") for s in found.sources])
     split_of = np.array([s["split"] or "" for s in found.sources])  # each face's split
@@ -355,7 +360,7 @@ def _listdir(folder):
         raise DataError(folder, None, f"cannot list the folder ({e.strerror}); check its permissions") from None
 
 
-def _read_image_folder(root, skip_bad, seed):
+def _read_image_folder(root, skip_bad, seed, label_map=None, faces="auto"):
     """root/train/<emotion>/*.jpg, root/val/<emotion>/... and root/test/<emotion>/... (folder names in
     any case, emotion folders as collections spell them: ferkit.collection.label_of) -> Loaded.
 
@@ -372,7 +377,7 @@ def _read_image_folder(root, skip_bad, seed):
     images = {s: [] for s in SPLITS}
     labels = {s: [] for s in SPLITS}
     unassigned = ([], [])
-    skipped, reader = [], collection.FaceReader()
+    skipped, reader = [], collection.FaceReader(faces)
     for part in ("train", "val", "test"):
         if part not in subdirs:
             continue
@@ -381,7 +386,7 @@ def _read_image_folder(root, skip_bad, seed):
             full = os.path.join(part_dir, emotion_dir)
             if not os.path.isdir(full):
                 continue
-            label = collection.label_of(part_dir, emotion_dir, None)
+            label = collection.label_of(part_dir, emotion_dir, label_map)
             if label is None:  # an emotion the models do not have (contempt)
                 skipped.append((full, "an emotion the models do not have; left out"))
                 continue

@@ -33,6 +33,10 @@ def option(default, help, valid=None, rule=None, schedule=True, choices=None, me
                                             "choices": choices, "metavar": metavar})
 
 
+# How a collection's images become faces (ferkit.collection.FaceReader): found and aligned as predict
+# does (detect), taken whole (as-is), or detected in all but 48x48 crops (auto).
+FACES = ("auto", "detect", "as-is")
+
 # --init-from's defaults (fine-tuning a trained model), where the command line gives none of its own.
 # lr chosen on validation people (docs/model_card.md, the Yale faces): 3e-4 0.972, 1e-4 0.889, 1e-3 0.861.
 FINE_TUNING = {"lr": 3e-4, "epochs": 30, "patience": 8, "warmup_epochs": 0.0, "batch_size": 16}
@@ -56,6 +60,12 @@ class TrainSettings:
     seed: int = option(0, "seeds the weights, the batch order and the augmentation", lambda v: 0 <= v < 2 ** 32,
                        f"in 0..{2 ** 32 - 1}")
     data: str = option(CACHE, "preprocess cache or any FER-2013 download", schedule=False)
+    label_map: str = option(None, "with --data a collection: its folder names that are not emotion names, such as "
+                            "1=surprise,2=fear (synonyms such as anger or sadness, and contempt, need none)",
+                            schedule=False, metavar="FOLDER=EMOTION,...")
+    faces: str = option("auto", "with --data a collection: find the face in each photo (detect), take each image "
+                        "whole (as-is), or detect in all but 48x48 crops (auto)", lambda v: v in FACES,
+                        "one of " + ", ".join(FACES), schedule=False, choices=FACES)
     labels: str = option("fer2013", "train on FER-2013's labels, or on FER+'s vote shares over the 7 emotions (soft "
                          "targets), or on both (--fer2013-weight), choosing checkpoints on FER+'s PublicTest majority "
                          "labels for ferplus and both, which need a cache made with preprocess.py --ferplus",
@@ -185,9 +195,12 @@ def flag(f):
     return "--" + f.name.replace("_", "-")
 
 
-def add_options(parser):
-    """One --flag per option of TrainSettings, its help and default taken from the field."""
+def add_options(parser, names=None):
+    """One --flag per option of TrainSettings (or those of `names` alone: the modes that read a
+    collection take --label-map and --faces from here), its help and default taken from the field."""
     for f in options():
+        if names is not None and f.name not in names:
+            continue
         meta, kwargs = f.metadata, {"dest": f.name}
         if f.type in (bool, "bool"):
             kwargs.update(action="store_true", help=meta["help"])

@@ -33,6 +33,7 @@ from ferkit.errors import FerkitError
 
 SCHEDULERS = ("asha", "median", "none")
 RANDOM_KINDS = ("uniform", "loguniform", "choice", "randint")
+NOT_SWEPT = ("data", "label_map", "faces", "init_from", "teacher")  # what the data is, and where training starts: not a recipe
 STATUS = "status.json"
 SWEEP = "sweep.json"
 RESULT_FIELDS = ("trial", "best_val_accuracy", "best_epoch", "epochs_run", "ended", "wall_s", "folder")
@@ -79,9 +80,9 @@ def _typed(arch, name, value):
         kind = type(defaults[key])
     else:
         fields = {f.name: f for f in settings.options()}
-        if name not in fields or name in ("data", "init_from", "teacher"):
+        if name not in fields or name in NOT_SWEPT:
             raise SweepError(f"{name}: not a setting a sweep can vary; use one of "
-                             f"{', '.join(sorted(n for n in fields if n not in ('data', 'init_from', 'teacher')))}, "
+                             f"{', '.join(sorted(n for n in fields if n not in NOT_SWEPT))}, "
                              "or set.NAME for a model hyperparameter")
         kind = {"int": int, "float": float, "str": str, "bool": bool}.get(fields[name].type, fields[name].type)
     try:

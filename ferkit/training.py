@@ -222,7 +222,7 @@ def load_sets(s):
     teacher), val_x, val_labels, fingerprint (of the faces trained on and their FER-2013 labels)."""
     from ferkit import data
     from ferkit.faces import to_model_input
-    loaded = data.load(s.data, seed=s.seed, splits=("Training", "PublicTest"))
+    loaded = data.load(s.data, seed=s.seed, splits=("Training", "PublicTest"), label_map=s.label_map, faces=s.faces)
     for note in loaded.notes:
         print(f"note: {note}")
     if len(loaded.splits.get("PublicTest", ((), ()))[1]) == 0:

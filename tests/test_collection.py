@@ -95,6 +95,38 @@ def test_numbered_folders_need_a_label_map(tmp_path):
     assert json.loads(proc.stdout)["data"]["faces"] == 2
 
 
+RAF_DB = "1=surprise,2=fear,3=disgust,4=happiness,5=sadness,6=anger,7=neutral"  # RAF-DB's numbered folders
+
+
+def test_preprocess_and_train_take_a_label_map_and_faces_as_evaluate_does(tmp_path):
+    """Numbered folders (RAF-DB's) through preprocess and train: refused in one line without --label-map,
+    read with it; train records both options in config.json; --faces as-is takes a photo whole."""
+    from conftest import balanced_labels, synthetic_faces
+    from ferkit.dataset import EMOTIONS
+    labels = balanced_labels(10)
+    number = {e: k.split("=")[0] for e, k in zip(("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral"),
+                                                  RAF_DB.split(","))}
+    root = tmp_path / "raf"
+    for k, (label, face) in enumerate(zip(labels, synthetic_faces(labels, seed=3))):
+        folder = root / number[EMOTIONS[label]]
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{k}.png"), face[..., 0])
+    before = snapshot(root)
+    proc = run_script("preprocess.py", "--input", root, "--out", tmp_path / "raf.npz")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--label-map" in proc.stderr, proc.stderr
+    assert not (tmp_path / "raf.npz").exists()
+    run_script("preprocess.py", "--input", root, "--out", tmp_path / "raf.npz", "--label-map", RAF_DB, check=0)
+    from ferkit import data
+    counts = np.bincount(np.concatenate([y for _, y in data.load(tmp_path / "raf.npz").splits.values()]), minlength=7)
+    assert counts.tolist() == [10] * 7  # each numbered folder became its own emotion
+    out = tmp_path / "run"
+    run_script("train.py", "--arch", "dnn", "--data", root, "--label-map", RAF_DB, "--faces", "as-is",
+               "--epochs", 1, "--max-steps", 2, "--batch-size", 16, "--out", out, check=0)
+    recorded = json.loads((out / "config.json").read_text())["settings"]
+    assert recorded["label_map"] == RAF_DB and recorded["faces"] == "as-is" and recorded["data_size"] == 62
+    assert snapshot(root) == before
+
+
 @pytest.mark.parametrize("layout, message", [
     ({"happy": 2}, "only one emotion"),
     ({"happy": 0, "sad": 0}, "no images"),

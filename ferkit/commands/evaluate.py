@@ -30,7 +30,7 @@ on stdout instead (a list when several models are given).
 import json
 import sys
 
-from ferkit import cli, evaluation
+from ferkit import cli, evaluation, settings
 from ferkit.dataset import SPLITS
 
 
@@ -48,11 +48,7 @@ def parse_args(argv=None, prog=None):
     parser.add_argument("--labels", default="fer2013", choices=("fer2013", "ferplus"),
                         help="score against FER-2013's labels, or FER+'s majority labels (faces without a clear "
                              "majority left out and counted; needs a cache made with preprocess --ferplus)")
-    parser.add_argument("--label-map", metavar="FOLDER=EMOTION,...",
-                        help="a collection's folder names that are not emotion names, such as 1=surprise,2=fear")
-    parser.add_argument("--faces", choices=("auto", "detect", "as-is"), default="auto",
-                        help="in a collection: find the face in each photo (detect), take each image whole "
-                             "(as-is), or detect in all but 48x48 crops (auto, the default)")
+    settings.add_options(parser, ("label_map", "faces"))
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     cli.add_overwrite(parser, "replace report files there even where this toolkit did not write them")
     parser.add_argument("--out", metavar="DIR",

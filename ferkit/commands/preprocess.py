@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from ferkit import cli, data, files
+from ferkit import cli, data, files, settings
 from ferkit.dataset import CACHE
 
 DEFAULT_INPUT = next((p for p in ("data/fer2013.csv", "data/fer2013.csv.gz", "data/fer2013.tar.gz")
@@ -62,6 +62,7 @@ def parse_args(argv=None, prog=None):
                         help="leave out malformed rows or unreadable images and list them, instead of stopping")
     parser.add_argument("--seed", type=int, default=0, help="seed of any carved validation split (default: %(default)s)")
     cli.add_overwrite(parser, "replace --out even if it is a file that preprocess did not write")
+    settings.add_options(parser, ("label_map", "faces"))
     parser.add_argument("--ferplus", metavar="PATH",
                         help="FER+'s fer2013new.csv: store its label votes in the cache too (rows line up with fer2013.csv's)")
     args = parser.parse_args(argv)
@@ -77,7 +78,7 @@ def main(argv=None, prog=None):
     args = parse_args(argv, prog)
     files.check_outputs([("--out", args.out, "file")], inputs=[args.input, args.ferplus], overwrite=args.overwrite)
     start = time.perf_counter()
-    loaded = data.load(args.input, skip_bad=args.skip_bad, seed=args.seed)
+    loaded = data.load(args.input, skip_bad=args.skip_bad, seed=args.seed, label_map=args.label_map, faces=args.faces)
     for note in loaded.notes:
         print(f"note: {note}")
     if loaded.skipped:
