@@ -30,7 +30,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "benchmarks")]
-from ferkit.detectors import MIN_SCORE, YuNetDetector  # noqa: E402
+from ferkit.detectors import MIN_SCORE, FaceCheck, YuNetDetector  # noqa: E402
 from ferkit.faces import crop_face  # noqa: E402
 
 LOWEST = 0.2  # the score down to which detections are gathered: more, and more varied, negatives
@@ -136,7 +136,6 @@ def choose(weights, faces, faceless):
     Fewest false faces rather than a balance of both: the held-out faceless photos come from the
     sources it learnt from, and photos of others give it more false faces (bench_false_faces.py's
     unseen column), while faces are faces.  Prints the trade-off."""
-    from ferkit.detectors import FaceCheck
     check = FaceCheck.__new__(FaceCheck)
     check.weights = weights
     probability = {}
@@ -176,7 +175,7 @@ def main():
     args = parser.parse_args()
     if args.weights:
         with np.load(args.weights) as z:
-            weights = {k: z[k] for k in z.files if k not in ("threshold", "sure")}
+            weights = {k: z[k] for k in z.files if k not in FaceCheck.SETTINGS}
         held_faces, held_faceless = gather("faces", args.faces, args.data, 3), gather("faceless", args.faceless, args.data, 4)
     else:
         faces, faceless = gather("faces", args.faces, args.data, 1), gather("faceless", args.faceless, args.data, 2)
