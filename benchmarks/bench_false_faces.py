@@ -114,13 +114,8 @@ def found_at(pair, coarse_t, full_t, passed=None):
 
 
 def passing(check, photo, pair):
-    """The ids of the detections in both searches that FaceCheck passes or that need no look (sure)."""
-    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
-    found = [d for search in pair for d in search]
-    if not found:
-        return set()
-    crops = [crop_face(gray, d.box, d.landmarks) for d in found]
-    return {id(d) for d, ok in zip(found, check.passes(crops, [d.score for d in found])) if ok or d.score >= check.sure}
+    """The ids of the detections in both searches that FaceCheck keeps (sure, or passing its look)."""
+    return {id(d) for d in check.keep(photo, [d for search in pair for d in search])}
 
 
 def look_ms(check, photo, runs=300):

@@ -55,7 +55,10 @@ def accepted_names():
 
 
 def parse_label_map(text):
-    """"1=surprise,2=fear" -> {"1": "surprise", "2": "fear"}; each value an emotion or a synonym (or contempt)."""
+    """"1=surprise,2=fear" -> {"1": "surprise", "2": "fear"}; each value an emotion or a synonym (or contempt).
+    A mapping already parsed (a dict), or None, is returned as it is."""
+    if text is None or isinstance(text, dict):
+        return text
     mapping = {}
     for item in filter(None, (text or "").split(",")):
         name, _, emotion = item.partition("=")
@@ -176,7 +179,7 @@ def plan(path, label_map=None, split=None):
     class: file count}), from the folder names or the manifest alone (no image is read): CollectionError
     if a name cannot be mapped, or if fewer than two emotions have files.  split (Training, PublicTest or
     PrivateTest: a manifest's train, val, test): only that split's files; an error if it has none."""
-    path = os.fspath(path)
+    path, label_map = os.fspath(path), parse_label_map(label_map)
     if _manifest_header(path):
         items, left_out = _manifest(path, label_map)
     else:

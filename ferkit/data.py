@@ -57,9 +57,6 @@ def load(path, skip_bad=False, seed=0, splits=SPLITS, label_map=None, faces="aut
     (a cache does not even read the others: train.py never touches PrivateTest).  A collection's
     folder names go through label_map ({name: emotion}, or its text "1=surprise,2=fear"), and its
     images become faces as `faces` says (ferkit.settings.FACES)."""
-    if isinstance(label_map, str):
-        from ferkit import collection
-        label_map = collection.parse_label_map(label_map)
     loaded = _load(os.fspath(path), skip_bad, seed, splits, label_map, faces)
     loaded.splits = {s: v for s, v in loaded.splits.items() if s in splits}
     return loaded
@@ -377,7 +374,7 @@ def _read_image_folder(root, skip_bad, seed, label_map=None, faces="auto"):
     images = {s: [] for s in SPLITS}
     labels = {s: [] for s in SPLITS}
     unassigned = ([], [])
-    skipped, reader = [], collection.FaceReader(faces)
+    skipped, reader, label_map = [], collection.FaceReader(faces), collection.parse_label_map(label_map)
     for part in ("train", "val", "test"):
         if part not in subdirs:
             continue

@@ -68,7 +68,7 @@ class FaceCheck:
         check = FaceCheck()
         probability = check.probability(crops uint8 (N, 48, 48), scores (N,))  -> float (N,)
         keep = check.passes(crops, scores)                                    -> bool (N,)
-        check.sure                                                            -> float
+        kept = check.keep(bgr or gray, detections)                            -> [Detection]
     """
     SETTINGS = ("threshold", "sure")
 
@@ -89,6 +89,18 @@ class FaceCheck:
 
     def passes(self, crops, scores):
         return self.probability(crops, scores) >= self.threshold
+
+    def keep(self, image, found):
+        """found (Detections in image, BGR or gray) less those under the sure score that fail the
+        second look.  Only those are cropped: a sure face costs nothing more."""
+        unsure = [d for d in found if d.score < self.sure]
+        if not unsure:
+            return found
+        from ferkit.faces import crop_face
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
+        crops = [crop_face(gray, d.box, d.landmarks) for d in unsure]
+        failed = {id(d) for d, ok in zip(unsure, self.passes(crops, [d.score for d in unsure])) if not ok}
+        return [d for d in found if id(d) not in failed]
 
 
 def _conv3x3(x, kernel):
@@ -145,18 +157,8 @@ class YuNetDetector:
         return sorted(found, key=lambda d: d.box[2] * d.box[3], reverse=True)
 
     def checked(self, bgr, found):
-        """found less the detections under FaceCheck's sure score that fail its second look (all of
-        found without a check).  Only those are cropped: a sure face costs nothing more."""
-        if self.check is None:
-            return found
-        unsure = [d for d in found if d.score < self.check.sure]
-        if not unsure:
-            return found
-        from ferkit.faces import crop_face
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY) if bgr.ndim == 3 else bgr
-        crops = [crop_face(gray, d.box, d.landmarks) for d in unsure]
-        failed = {id(d) for d, ok in zip(unsure, self.check.passes(crops, [d.score for d in unsure])) if not ok}
-        return [d for d in found if id(d) not in failed]
+        """found less the detections FaceCheck does not keep (FaceCheck.keep); all of found without a check."""
+        return found if self.check is None else self.check.keep(bgr, found)
 
     def detect_near(self, bgr, boxes):
         """Search only around faces seen a moment ago (ferkit.video, between full searches): for each

@@ -103,8 +103,8 @@ def load_models(paths, bf16=False, out=None):
 def load_collection(path, label_map=None, faces="auto", log=None, split=None):
     """A labelled photo collection (only a manifest's `split` rows when given) -> (images uint8
     (N, 48, 48, 1), labels (N,), the report's "data" entry, the ferkit.collection.Collection), its notes
-    (classes left out, images skipped) printed.  label_map: {folder name: emotion}, as
-    collection.parse_label_map gives it."""
+    (classes left out, images skipped) printed.  label_map: {folder name: emotion}, or its text
+    "1=surprise,2=fear" (collection.parse_label_map)."""
     from ferkit import collection
     log = log or sys.stdout
     found = collection.load(path, label_map, faces, progress=log is sys.stderr, split=split)
@@ -208,7 +208,6 @@ def evaluate(models=(), checkpoints=(), data=CACHE, split=None, tta=False, batch
     from ferkit import collection
     found, is_collection = None, collection.is_collection(data)
     if is_collection:  # its folder names checked before any model is loaded or folder made
-        label_map = collection.parse_label_map(label_map) if isinstance(label_map, str) else label_map
         collection.plan(data, label_map, split)
     if out:  # before load_models makes the folder: never inside the data or a model
         files.check_outputs([("--out", out, "folder")], inputs=[data, *paths], overwrite=True)
